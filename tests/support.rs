@@ -1,0 +1,2 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Shared helpers of the integration tests.
