@@ -1,6 +1,65 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The linkguard command line.
+//! The linkguard command line: argument parsing, logging setup and exit codes. The work is in the library.
 
-fn main() {
-    println!("linkguard {}", linkguard::VERSION);
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Proves which functions of a container actually execute, and publishes that proof signed.
+#[derive(Debug, Parser)]
+#[command(name = "linkguard", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "LINKGUARD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate, validate and inspect function maps.
+    #[command(subcommand)]
+    Map(cli::map::MapCommand),
+    /// Verify observations against a function map (offline).
+    Verify(cli::verify::VerifyArgs),
+    /// Create keys, sign reports as DSSE / Sigstore bundles, verify them.
+    #[command(subcommand)]
+    Attest(cli::attest::AttestCommand),
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LINKGUARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Map(cmd) => cli::map::run(cmd),
+        Command::Verify(args) => cli::verify::run(args),
+        Command::Attest(cmd) => cli::attest::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the whole context chain: what we were doing, on what input, and the cause.
+            eprintln!("error: {err:#}");
+            cli::EXIT_BAD_INPUT
+        }
+    }
 }
