@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // `{:#}` prints the whole context chain: what we were doing, on what input, and the cause.
             eprintln!("error: {err:#}");
-            cli::EXIT_BAD_INPUT
+            cli::exit_bad_input()
         }
     }
 }

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 /// Exit code for a passing verdict or a successful command.
 pub const EXIT_OK: ExitCode = ExitCode::SUCCESS;
 /// Exit code for a failing verdict (the input was fine, the evidence was not).
-pub const EXIT_FAIL: ExitCode = ExitCode::from(1);
+pub const EXIT_FAIL: ExitCode = ExitCode::FAILURE;
 /// Exit code for bad input: unreadable or malformed files, bad flags, bad keys.
-pub const EXIT_BAD_INPUT: ExitCode = ExitCode::from(2);
+pub fn exit_bad_input() -> ExitCode {
+    ExitCode::from(2)
+}
