@@ -3,7 +3,17 @@
 //!
 //! Contract: docs/contracts/observations.md. A record says what was seen (binary path + build-id,
 //! symbol, count), where (pid, exe, pod/container identity) and when (interval start/end, RFC 3339).
-//! `linkguard verify` reads exactly what the sidecar writes.
+//! `linkguard verify` reads exactly what the sidecar writes: [`Record`] and the zero-copy [`RecordView`]
+//! used by the streaming [`ObservationReader`] are parsed and checked by the same code (`view`), so
+//! they accept exactly the same lines.
+
+mod read;
+mod view;
+mod write;
+
+pub use read::{MAX_LINE_BYTES, ObservationReader, ReadError};
+pub use view::{BodyView, RecordError, RecordView};
+pub use write::{Compression, RecordWriter};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +21,11 @@ use serde::{Deserialize, Serialize};
 pub const RECORD_VERSION: u32 = 1;
 
 /// One NDJSON line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+///
+/// Deserializing checks everything the contract requires (known fields only, the fields of its kind,
+/// `v` = [`RECORD_VERSION`], RFC 3339 timestamps, `end` not before `start`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Record {
     /// Record format version, [`RECORD_VERSION`].
     pub v: u32,
@@ -83,3 +96,46 @@ pub enum ProbeStatus {
     /// The kernel refused the attach.
     AttachFailed,
 }
+
+impl ProbeStatus {
+    /// The wire name (`attach-failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unresolvable => "unresolvable",
+            Self::BinaryMismatch => "binary-mismatch",
+            Self::AttachFailed => "attach-failed",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    /// Goes through the same strict parser as the streaming reader (see `view`), so a line is accepted
+    /// by `serde_json::from_str::<Record>` exactly when `linkguard verify` accepts it.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = view::RawRecord::deserialize(deserializer)?;
+        // Keep the timestamps as written; the view only holds them parsed.
+        let (start, end) = (raw.start_text().to_owned(), raw.end_text().to_owned());
+        let view = RecordView::try_from(raw).map_err(serde::de::Error::custom)?;
+        Ok(Record {
+            start,
+            end,
+            ..view.to_record()
+        })
+    }
+}
+
+/// The canonical timestamp form of records and reports: RFC 3339, UTC, `Z`, fractional seconds only
+/// when present (`2026-01-01T00:00:00Z`, `2026-01-01T00:00:00.250Z`).
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+impl Record {
+    /// Checks the record as the reader would (version, timestamps, interval) and borrows it as a view.
+    pub fn view(&self) -> Result<RecordView<'_>, RecordError> {
+        RecordView::from_record(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,117 @@
 // SPDX-License-Identifier: Apache-2.0
-//! `linkguard verify`.
+//! `linkguard verify`: observations against a function map, verdict as exit code, report as text or JSON.
+//! Semantics: docs/contracts/verification.md.
 
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct VerifyArgs {}
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
 
-pub fn run(_args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+use linkguard::function_map::FunctionMap;
+use linkguard::report::{ReportContext, build_statement, render_text};
+use linkguard::verify::{Verdict, resolve_window, verify_files};
+
+use super::{EXIT_FAIL, EXIT_OK};
+
+/// Exit status: 0 pass, 1 fail, 2 bad input (unreadable or malformed map or observations, bad flags).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 pass, 1 fail, 2 bad input. Semantics: docs/contracts/verification.md"
+)]
+pub struct VerifyArgs {
+    /// The function map (JSON).
+    #[arg(long, value_name = "FILE")]
+    function_map: PathBuf,
+    /// Observation file: NDJSON, plain or gzip (detected by content). Repeat for several files, read in
+    /// the order given.
+    #[arg(long = "observations", value_name = "FILE", required = true)]
+    observations: Vec<PathBuf>,
+    /// Start of the window (RFC 3339). Default: the end minus the map's coverage.windowSeconds.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// End of the window (RFC 3339). Default: --from plus windowSeconds, or else the latest record end.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write the JSON report (an in-toto Statement) to FILE, atomically.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Use local files only. This command never contacts a registry, so the flag changes nothing; it
+    /// exists so that scripts can already say what they mean for the registry-aware verify to come.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// A table for people.
+    Text,
+    /// The report, an in-toto Statement v1 (docs/contracts/report.md).
+    Json,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z: {e}"))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader sees the old
+/// file or the whole new one, never a partial report.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write the report to {}", path.display()))
+}
+
+pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let map_bytes = fs::read(&args.function_map)
+        .with_context(|| format!("cannot read function map {}", args.function_map.display()))?;
+    let map = FunctionMap::from_slice(&map_bytes, &args.function_map.display().to_string())?;
+    let map_sha256 = hex::encode(Sha256::digest(&map_bytes));
+
+    let window = resolve_window(&map, &args.observations, args.from, args.to)?;
+    let result = verify_files(&map, &args.observations, window)?;
+    let statement = build_statement(&map, &map_sha256, &result, &ReportContext::now());
+    let json = statement.to_json();
+
+    if let Some(output) = &args.output {
+        write_atomically(output, &json)?;
+    }
+    let stdout = match args.format {
+        Format::Text => render_text(&statement).into_bytes(),
+        Format::Json => json,
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not bad input: the verdict is still the exit code.
+    if let Err(e) = out.write_all(&stdout).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("cannot write to stdout");
+    }
+    Ok(match result.verdict {
+        Verdict::Pass => EXIT_OK,
+        Verdict::Fail => EXIT_FAIL,
+    })
 }

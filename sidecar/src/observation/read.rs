@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Streaming NDJSON reader over several files, plain or gzip.
+//!
+//! One line buffer is reused for the whole input, and records are handed out as views borrowing from it,
+//! so reading costs no allocation per record and memory does not grow with the input. Gzip is detected by
+//! its magic bytes (RFC 1952 section 2.3.1: ID1 = 0x1f, ID2 = 0x8b), not by the file name; concatenated
+//! members (what appending to a gzip file produces) are read as one stream.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read as _};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use flate2::bufread::MultiGzDecoder;
+
+use super::view::{RawRecord, VersionOnly};
+use super::{RECORD_VERSION, Record, RecordError, RecordView};
+
+/// The longest line accepted, newline excluded. Records are ~100-300 bytes; the limit bounds memory
+/// against a corrupt or hostile file.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reading observations failed. Every variant names the file, and the line where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path}: cannot open observations: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}:{line}: the gzip stream is truncated or corrupt: {source}")]
+    Gzip {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}:{line}: read failed: {source}")]
+    Io {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path}:{line}: line is longer than {MAX_LINE_BYTES} bytes (not an observation record)"
+    )]
+    LineTooLong { path: PathBuf, line: u64 },
+    #[error("{path}:{line}:{column}: {message}")]
+    Json {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: {source}")]
+    Record {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: RecordError,
+    },
+}
+
+struct Source {
+    path: PathBuf,
+    reader: Box<dyn BufRead>,
+    gzip: bool,
+    line: u64,
+}
+
+impl Source {
+    fn open(path: &Path) -> Result<Self, ReadError> {
+        let open_err = |source| ReadError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = BufReader::with_capacity(64 * 1024, File::open(path).map_err(open_err)?);
+        let gzip = file.fill_buf().map_err(open_err)?.starts_with(&GZIP_MAGIC);
+        let reader: Box<dyn BufRead> = if gzip {
+            Box::new(BufReader::with_capacity(
+                64 * 1024,
+                MultiGzDecoder::new(file),
+            ))
+        } else {
+            Box::new(file)
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            reader,
+            gzip,
+            line: 0,
+        })
+    }
+}
+
+enum Line {
+    Eof,
+    Text,
+    TooLong,
+}
+
+/// Reads the next line into `buf` (cleared first), newline included, keeping at most
+/// [`MAX_LINE_BYTES`] + 1 bytes; the rest of a longer line is skipped.
+fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
+    buf.clear();
+    let limit = MAX_LINE_BYTES as u64 + 1;
+    let n = (&mut *reader).take(limit).read_until(b'\n', buf)?;
+    if n == 0 {
+        Ok(Line::Eof)
+    } else if n as u64 == limit && buf.last() != Some(&b'\n') {
+        reader.skip_until(b'\n')?;
+        Ok(Line::TooLong)
+    } else {
+        Ok(Line::Text)
+    }
+}
+
+/// serde_json appends " at line L column C" to its messages; in NDJSON the line is always 1 and we
+/// print the file's line ourselves.
+fn json_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_owned(),
+        None => text,
+    }
+}
+
+/// Streams records from files in order. Not an `Iterator`: each view borrows the reader's line buffer,
+/// so use `while let Some(record) = reader.next_view() { .. }`, or [`ObservationReader::records`] for owned
+/// records.
+///
+/// After an error the reader goes on with the next line (or, after an I/O or gzip error, the next file);
+/// `linkguard verify` stops at the first error.
+pub struct ObservationReader {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<Source>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for ObservationReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservationReader")
+            .field("current", &self.current.as_ref().map(|s| (&s.path, s.line)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObservationReader {
+    /// A reader over `files`, read one after the other. Files are opened lazily.
+    pub fn new<P: Into<PathBuf>>(files: impl IntoIterator<Item = P>) -> Self {
+        let files: Vec<PathBuf> = files.into_iter().map(Into::into).collect();
+        Self {
+            files: files.into_iter(),
+            current: None,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The file and line of the record returned last.
+    pub fn location(&self) -> Option<(&Path, u64)> {
+        self.current.as_ref().map(|s| (s.path.as_path(), s.line))
+    }
+
+    /// Advances to the next non-blank line. On success the line is in `self.buf` and `self.current` is
+    /// the file it came from.
+    fn advance(&mut self) -> Option<Result<(), ReadError>> {
+        loop {
+            let source = match &mut self.current {
+                Some(source) => source,
+                None => match Source::open(&self.files.next()?) {
+                    Ok(source) => self.current.insert(source),
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            let line = source.line + 1;
+            match read_line(&mut source.reader, &mut self.buf) {
+                Ok(Line::Eof) => self.current = None,
+                Ok(Line::TooLong) => {
+                    source.line = line;
+                    return Some(Err(ReadError::LineTooLong {
+                        path: source.path.clone(),
+                        line,
+                    }));
+                }
+                Ok(Line::Text) => {
+                    source.line = line;
+                    if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                        return Some(Ok(()));
+                    }
+                }
+                Err(e) => {
+                    let (path, gzip) = (source.path.clone(), source.gzip);
+                    self.current = None;
+                    return Some(Err(if gzip {
+                        ReadError::Gzip {
+                            path,
+                            line,
+                            source: e,
+                        }
+                    } else {
+                        ReadError::Io {
+                            path,
+                            line,
+                            source: e,
+                        }
+                    }));
+                }
+            }
+        }
+    }
+
+    fn error_here(&self, make: impl FnOnce(PathBuf, u64) -> ReadError) -> ReadError {
+        let (path, line) = self
+            .location()
+            .map_or((PathBuf::new(), 0), |(p, l)| (p.to_owned(), l));
+        make(path, line)
+    }
+
+    /// Parses the line in the buffer into its flat form.
+    fn raw(&self) -> Result<RawRecord<'_>, ReadError> {
+        // Validating UTF-8 once per line and parsing a `str` is ~35% faster than `from_slice`, which
+        // validates every string it borrows (measured with the verify bench).
+        let text = std::str::from_utf8(&self.buf).map_err(|e| {
+            self.error_here(|path, line| ReadError::Json {
+                path,
+                line,
+                column: e.valid_up_to() + 1,
+                message: "the line is not valid UTF-8".to_owned(),
+            })
+        })?;
+        serde_json::from_str::<RawRecord<'_>>(text).map_err(|err| {
+            // A record of a newer format usually also fails the field checks: name the version instead.
+            if let Ok(VersionOnly { v }) = serde_json::from_str::<VersionOnly>(text)
+                && v != RECORD_VERSION
+            {
+                return self.error_here(|path, line| ReadError::Record {
+                    path,
+                    line,
+                    source: RecordError::UnsupportedVersion { found: v },
+                });
+            }
+            self.error_here(|path, line| ReadError::Json {
+                path,
+                line,
+                column: err.column(),
+                message: json_message(&err),
+            })
+        })
+    }
+
+    /// The next record, checked, borrowing from the reader; `None` after the last line of the last file.
+    pub fn next_view(&mut self) -> Option<Result<RecordView<'_>, ReadError>> {
+        if let Err(e) = self.advance()? {
+            return Some(Err(e));
+        }
+        Some(self.raw().and_then(|raw| {
+            RecordView::try_from(raw).map_err(|source| {
+                self.error_here(|path, line| ReadError::Record { path, line, source })
+            })
+        }))
+    }
+
+    /// The next record as an owned [`Record`], timestamps as written.
+    pub fn next_record(&mut self) -> Option<Result<Record, ReadError>> {
+        if let Err(e) = self.advance()? {
+            return Some(Err(e));
+        }
+        Some(self.raw().and_then(|raw| {
+            let (start, end) = (raw.start_text().to_owned(), raw.end_text().to_owned());
+            match RecordView::try_from(raw) {
+                Ok(view) => Ok(Record {
+                    start,
+                    end,
+                    ..view.to_record()
+                }),
+                Err(source) => {
+                    Err(self.error_here(|path, line| ReadError::Record { path, line, source }))
+                }
+            }
+        }))
+    }
+
+    /// The latest `end` of the remaining records, reading them without checking them fully.
+    ///
+    /// For the default window of `linkguard verify`, which needs this before it can count anything. It is
+    /// ~8x cheaper than [`Self::next_view`]: in a line that is a valid record, the bytes `"end":"` can only
+    /// be the key `end` and the start of its value, because records are flat objects and every `"` inside
+    /// a JSON string is escaped. Lines where that shortcut does not apply (other spacing, escaped keys)
+    /// are parsed in full. A line that is not a valid record may yield a wrong time here, but then the
+    /// verification pass rejects the input anyway; so the answer is exact whenever it is used.
+    pub fn latest_end(mut self) -> Result<Option<DateTime<Utc>>, ReadError> {
+        const KEY: &str = "\"end\":\"";
+        let mut latest = None;
+        while let Some(next) = self.advance() {
+            next?;
+            let quick = std::str::from_utf8(&self.buf).ok().and_then(|text| {
+                let value = &text[text.find(KEY)? + KEY.len()..];
+                let value = &value[..value.find('"')?];
+                DateTime::parse_from_rfc3339(value).ok()
+            });
+            let end = match quick {
+                Some(end) => end.with_timezone(&Utc),
+                None => {
+                    let raw = self.raw()?;
+                    RecordView::try_from(raw)
+                        .map_err(|source| {
+                            self.error_here(|path, line| ReadError::Record { path, line, source })
+                        })?
+                        .end
+                }
+            };
+            latest = latest.max(Some(end));
+        }
+        Ok(latest)
+    }
+
+    /// An iterator of owned records (one allocation per record; the verifier uses [`Self::next_view`]).
+    pub fn records(self) -> Records {
+        Records { reader: self }
+    }
+}
+
+/// Owned records of an [`ObservationReader`].
+#[derive(Debug)]
+pub struct Records {
+    reader: ObservationReader,
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, ReadError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.reader.next_record()
+    }
+}
