@@ -163,6 +163,16 @@ fn vm_hwm_kib(pid: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User + system CPU time of a process (fields 14 and 15 of /proc/<pid>/stat, in clock ticks of
+/// 1/100 s on Linux).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let (utime, stime): (f64, f64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some((utime + stime) / 100.0)
+}
+
 fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut best = None;
     let mut last = None;
@@ -176,16 +186,13 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     (best.unwrap_or_default(), last.unwrap_or_else(f))
 }
 
-/// Child mode: `verify <map> <observations> <from> <to>`; prints `<seconds> <VmHWM KiB> <verdict>`.
+/// Child mode: `--child <map> <observations> <from> <to>`; prints
+/// `<best wall seconds> <CPU seconds per run> <VmHWM KiB> <verdict> <records>`.
 fn child(args: &[String]) -> ExitCode {
     let [map, obs, from, to] = args else {
         return ExitCode::from(2);
     };
-    let parse = |s: &str| {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    };
+    let parse = |s: &str| linkguard::observation::parse_time(s).ok();
     let map = match FunctionMap::from_file(Path::new(map)) {
         Ok(map) => map,
         Err(e) => {
@@ -198,12 +205,14 @@ fn child(args: &[String]) -> ExitCode {
         to: parse(to),
     };
     let files = [PathBuf::from(obs)];
+    let cpu_before = cpu_seconds("self").unwrap_or(0.0);
     let (elapsed, result) = best_of(3, || verify_files(&map, &files, window));
+    let cpu = (cpu_seconds("self").unwrap_or(0.0) - cpu_before) / 3.0;
     match result {
         Ok(result) => {
             let hwm = vm_hwm_kib("self").unwrap_or(0);
             println!(
-                "{} {hwm} {:?} {}",
+                "{} {cpu} {hwm} {:?} {}",
                 elapsed.as_secs_f64(),
                 result.verdict,
                 result.observations.records
@@ -220,11 +229,18 @@ fn child(args: &[String]) -> ExitCode {
 struct Row {
     what: String,
     seconds: f64,
+    /// CPU time (all threads); on this shared 2-core machine the steadier number.
+    cpu: Option<f64>,
     records: usize,
     rss_mib: Option<f64>,
 }
 
-fn run_child(map: &Path, obs: &Path, window: (&str, &str)) -> Result<(f64, f64, String), String> {
+/// Runs `verify_files` in a child process: (best wall seconds, CPU seconds per run, peak RSS MiB, verdict).
+fn run_child(
+    map: &Path,
+    obs: &Path,
+    window: (&str, &str),
+) -> Result<(f64, f64, f64, String), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = Command::new(exe)
         .arg("--child")
@@ -233,11 +249,21 @@ fn run_child(map: &Path, obs: &Path, window: (&str, &str)) -> Result<(f64, f64, 
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut parts = text.split_whitespace();
-    let secs = parts.next().and_then(|s| s.parse().ok());
-    let hwm: Option<f64> = parts.next().and_then(|s| s.parse().ok());
-    match (out.status.success(), secs, hwm) {
-        (true, Some(s), Some(h)) => Ok((s, h / 1024.0, parts.collect::<Vec<_>>().join(" "))),
+    let numbers: Vec<f64> = text
+        .split_whitespace()
+        .take(3)
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match (out.status.success(), numbers.as_slice()) {
+        (true, [secs, cpu, hwm]) => Ok((
+            *secs,
+            *cpu,
+            hwm / 1024.0,
+            text.split_whitespace()
+                .skip(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        )),
         _ => Err(format!(
             "child failed: {}{}",
             text,
@@ -246,8 +272,9 @@ fn run_child(map: &Path, obs: &Path, window: (&str, &str)) -> Result<(f64, f64, 
     }
 }
 
-/// Runs the CLI, sampling its VmHWM every millisecond until it exits.
-fn run_cli(map: &Path, obs: &Path, report: &Path) -> Result<(f64, f64, Option<i32>), String> {
+/// Runs the CLI, sampling its VmHWM and CPU time every millisecond until it exits:
+/// (wall seconds, CPU seconds, peak RSS MiB, exit code).
+fn run_cli(map: &Path, obs: &Path, report: &Path) -> Result<(f64, f64, f64, Option<i32>), String> {
     let t = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_linkguard"))
         .args(["verify", "--function-map"])
@@ -260,10 +287,13 @@ fn run_cli(map: &Path, obs: &Path, report: &Path) -> Result<(f64, f64, Option<i3
         .spawn()
         .map_err(|e| e.to_string())?;
     let pid = child.id().to_string();
-    let mut hwm = 0;
+    let (mut hwm, mut cpu) = (0, 0.0_f64);
     let status = loop {
         if let Some(kib) = vm_hwm_kib(&pid) {
             hwm = hwm.max(kib);
+        }
+        if let Some(secs) = cpu_seconds(&pid) {
+            cpu = cpu.max(secs);
         }
         match child.try_wait().map_err(|e| e.to_string())? {
             Some(status) => break status,
@@ -272,6 +302,7 @@ fn run_cli(map: &Path, obs: &Path, report: &Path) -> Result<(f64, f64, Option<i3
     };
     Ok((
         t.elapsed().as_secs_f64(),
+        cpu,
         hwm as f64 / 1024.0,
         status.code(),
     ))
@@ -298,15 +329,18 @@ fn bench() -> Result<(), String> {
     // LINKGUARD_BENCH_DIR keeps the generated files, e.g. to profile `linkguard verify` on them.
     let kept = std::env::var_os("LINKGUARD_BENCH_DIR").map(PathBuf::from);
     let dir = kept.as_deref().unwrap_or(temp.path());
-    let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-        .map_err(|e| e.to_string())?
-        .with_timezone(&Utc);
+    let base =
+        linkguard::observation::parse_time("2026-01-01T00:00:00Z").map_err(|e| e.to_string())?;
     let (map_path, plain, gz) = (
         dir.join("map.json"),
         dir.join("obs.ndjson"),
         dir.join("obs.ndjson.gz"),
     );
 
+    for stale in [&plain, &gz] {
+        // RecordWriter appends: start from empty files when LINKGUARD_BENCH_DIR is reused.
+        let _ = std::fs::remove_file(stale);
+    }
     let t = Instant::now();
     std::fs::write(&map_path, generate_map(paths)).map_err(|e| e.to_string())?;
     generate_records(paths, records, base, &plain, Compression::None).map_err(|e| e.to_string())?;
@@ -337,6 +371,7 @@ fn bench() -> Result<(), String> {
     rows.push(Row {
         what: "baseline: read lines".into(),
         seconds: secs.as_secs_f64(),
+        cpu: None,
         records: lines.unwrap_or(0),
         rss_mib: None,
     });
@@ -354,6 +389,7 @@ fn bench() -> Result<(), String> {
     rows.push(Row {
         what: "baseline: read + serde_json::Value per line".into(),
         seconds: baseline,
+        cpu: None,
         records: parsed.unwrap_or(0),
         rss_mib: None,
     });
@@ -364,39 +400,48 @@ fn bench() -> Result<(), String> {
         ("verify_files, plain NDJSON", &plain),
         ("verify_files, gzip", &gz),
     ] {
-        let (secs, rss, verdict) = run_child(&map_path, file, (&from, &to))?;
+        let (secs, cpu, rss, verdict) = run_child(&map_path, file, (&from, &to))?;
         eprintln!("{what}: {verdict}");
         rows.push(Row {
             what: what.into(),
             seconds: secs,
+            cpu: Some(cpu),
             records,
             rss_mib: Some(rss),
         });
     }
-    let (secs, rss, code) = run_cli(&map_path, &plain, &dir.join("report.json"))?;
+    let (secs, cpu, rss, code) = run_cli(&map_path, &plain, &dir.join("report.json"))?;
     if !matches!(code, Some(0 | 1)) {
         return Err(format!("linkguard verify exited with {code:?}"));
     }
     rows.push(Row {
-        what: "`linkguard verify` (default window: 2 passes, JSON report)".into(),
+        what: "`linkguard verify` (default window: pre-pass + verification, JSON report)".into(),
         seconds: secs,
+        cpu: Some(cpu),
         records,
         rss_mib: Some(rss),
     });
 
     let mut table = String::new();
-    let _ = writeln!(table, "\n{paths} paths, {records} records\n");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?");
     let _ = writeln!(
         table,
-        "| measurement | time | records/s | vs. Value baseline | peak RSS |"
+        "\n{paths} paths, {records} records, {cores} cores, load average {load} at the end\n"
     );
-    let _ = writeln!(table, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(
+        table,
+        "| measurement | wall time | CPU time | records/s (wall) | wall vs. Value baseline | peak RSS |"
+    );
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|");
     for row in rows {
         let _ = writeln!(
             table,
-            "| {} | {:.3} s | {:.2} M | {:.2}x | {} |",
+            "| {} | {:.3} s | {} | {:.2} M | {:.2}x | {} |",
             row.what,
             row.seconds,
+            row.cpu.map_or("-".to_owned(), |c| format!("{c:.2} s")),
             row.records as f64 / row.seconds / 1e6,
             row.seconds / baseline,
             row.rss_mib

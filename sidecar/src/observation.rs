@@ -7,14 +7,18 @@
 //! used by the streaming [`ObservationReader`] are parsed and checked by the same code (`view`), so
 //! they accept exactly the same lines.
 
+mod chunks;
 mod read;
 mod view;
 mod write;
 
+pub use chunks::{CHUNK_BYTES, Chunk, ChunkLine, ChunkReader};
+pub(crate) use read::parse_line;
 pub use read::{MAX_LINE_BYTES, ObservationReader, ReadError};
 pub use view::{BodyView, RecordError, RecordView};
 pub use write::{Compression, RecordWriter};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Version of the record format, written as `"v"` in every record.
@@ -126,8 +130,55 @@ impl<'de> Deserialize<'de> for Record {
 
 /// The canonical timestamp form of records and reports: RFC 3339, UTC, `Z`, fractional seconds only
 /// when present (`2026-01-01T00:00:00Z`, `2026-01-01T00:00:00.250Z`).
-pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Parses an RFC 3339 timestamp with any offset into UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc))
+}
+
+/// serde `with` modules for timestamps in the canonical form.
+pub mod time_serde {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `DateTime<Utc>` as an RFC 3339 string.
+    pub mod required {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&super::super::format_time(*t))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+            super::super::parse_time(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+        }
+    }
+
+    /// `Option<DateTime<Utc>>` as an RFC 3339 string or `null`.
+    pub mod optional {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::required::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| super::super::parse_time(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
 }
 
 impl Record {

@@ -65,15 +65,17 @@ pub enum ReadError {
     },
 }
 
-struct Source {
-    path: PathBuf,
-    reader: Box<dyn BufRead>,
-    gzip: bool,
-    line: u64,
+/// One open observation file.
+pub(super) struct Source {
+    pub(super) path: PathBuf,
+    pub(super) reader: Box<dyn BufRead>,
+    pub(super) gzip: bool,
+    /// Lines read so far.
+    pub(super) line: u64,
 }
 
 impl Source {
-    fn open(path: &Path) -> Result<Self, ReadError> {
+    pub(super) fn open(path: &Path) -> Result<Self, ReadError> {
         let open_err = |source| ReadError::Open {
             path: path.to_owned(),
             source,
@@ -94,6 +96,16 @@ impl Source {
             gzip,
             line: 0,
         })
+    }
+
+    /// A read error at `line`, named for what failed: the gzip stream or the file.
+    pub(super) fn read_error(&self, line: u64, source: io::Error) -> ReadError {
+        let path = self.path.clone();
+        if self.gzip {
+            ReadError::Gzip { path, line, source }
+        } else {
+            ReadError::Io { path, line, source }
+        }
     }
 }
 
@@ -127,6 +139,67 @@ fn json_message(err: &serde_json::Error) -> String {
         Some(i) => text[..i].to_owned(),
         None => text,
     }
+}
+
+/// What is wrong with one line, before its location is attached.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    TooLong,
+    Utf8 { column: usize },
+    Json { column: usize, message: String },
+    Record(RecordError),
+}
+
+impl LineError {
+    pub(crate) fn at(self, path: PathBuf, line: u64) -> ReadError {
+        match self {
+            Self::TooLong => ReadError::LineTooLong { path, line },
+            Self::Utf8 { column } => ReadError::Json {
+                path,
+                line,
+                column,
+                message: "the line is not valid UTF-8".to_owned(),
+            },
+            Self::Json { column, message } => ReadError::Json {
+                path,
+                line,
+                column,
+                message,
+            },
+            Self::Record(source) => ReadError::Record { path, line, source },
+        }
+    }
+}
+
+/// Parses one line (with or without its newline) into its flat form.
+pub(crate) fn parse_raw(line: &[u8]) -> Result<RawRecord<'_>, LineError> {
+    // Validating UTF-8 once per line and parsing a `str` is ~35% faster than `from_slice`, which
+    // validates every string it borrows (measured with the verify bench).
+    let text = std::str::from_utf8(line).map_err(|e| LineError::Utf8 {
+        column: e.valid_up_to() + 1,
+    })?;
+    serde_json::from_str::<RawRecord<'_>>(text).map_err(|err| {
+        // A record of a newer format usually also fails the field checks: name the version instead.
+        match serde_json::from_str::<VersionOnly>(text) {
+            Ok(VersionOnly { v }) if v != RECORD_VERSION => {
+                LineError::Record(RecordError::UnsupportedVersion { found: v })
+            }
+            _ => LineError::Json {
+                column: err.column(),
+                message: json_message(&err),
+            },
+        }
+    })
+}
+
+/// Parses and checks one line.
+pub(crate) fn parse_line(line: &[u8]) -> Result<RecordView<'_>, LineError> {
+    RecordView::try_from(parse_raw(line)?).map_err(LineError::Record)
+}
+
+/// Whether a line holds only whitespace (skipped, but counted).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
 }
 
 /// Streams records from files in order. Not an `Iterator`: each view borrows the reader's line buffer,
@@ -188,26 +261,14 @@ impl ObservationReader {
                 }
                 Ok(Line::Text) => {
                     source.line = line;
-                    if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                    if !is_blank(&self.buf) {
                         return Some(Ok(()));
                     }
                 }
                 Err(e) => {
-                    let (path, gzip) = (source.path.clone(), source.gzip);
+                    let err = source.read_error(line, e);
                     self.current = None;
-                    return Some(Err(if gzip {
-                        ReadError::Gzip {
-                            path,
-                            line,
-                            source: e,
-                        }
-                    } else {
-                        ReadError::Io {
-                            path,
-                            line,
-                            source: e,
-                        }
-                    }));
+                    return Some(Err(err));
                 }
             }
         }
@@ -222,34 +283,7 @@ impl ObservationReader {
 
     /// Parses the line in the buffer into its flat form.
     fn raw(&self) -> Result<RawRecord<'_>, ReadError> {
-        // Validating UTF-8 once per line and parsing a `str` is ~35% faster than `from_slice`, which
-        // validates every string it borrows (measured with the verify bench).
-        let text = std::str::from_utf8(&self.buf).map_err(|e| {
-            self.error_here(|path, line| ReadError::Json {
-                path,
-                line,
-                column: e.valid_up_to() + 1,
-                message: "the line is not valid UTF-8".to_owned(),
-            })
-        })?;
-        serde_json::from_str::<RawRecord<'_>>(text).map_err(|err| {
-            // A record of a newer format usually also fails the field checks: name the version instead.
-            if let Ok(VersionOnly { v }) = serde_json::from_str::<VersionOnly>(text)
-                && v != RECORD_VERSION
-            {
-                return self.error_here(|path, line| ReadError::Record {
-                    path,
-                    line,
-                    source: RecordError::UnsupportedVersion { found: v },
-                });
-            }
-            self.error_here(|path, line| ReadError::Json {
-                path,
-                line,
-                column: err.column(),
-                message: json_message(&err),
-            })
-        })
+        parse_raw(&self.buf).map_err(|e| self.error_here(|path, line| e.at(path, line)))
     }
 
     /// The next record, checked, borrowing from the reader; `None` after the last line of the last file.
@@ -300,10 +334,10 @@ impl ObservationReader {
             let quick = std::str::from_utf8(&self.buf).ok().and_then(|text| {
                 let value = &text[text.find(KEY)? + KEY.len()..];
                 let value = &value[..value.find('"')?];
-                DateTime::parse_from_rfc3339(value).ok()
+                super::parse_time(value).ok()
             });
             let end = match quick {
-                Some(end) => end.with_timezone(&Utc),
+                Some(end) => end,
                 None => {
                     let raw = self.raw()?;
                     RecordView::try_from(raw)

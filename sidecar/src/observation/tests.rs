@@ -340,7 +340,49 @@ fn latest_end_takes_the_shortcut_only_where_it_is_exact() {
         .latest_end()
         .expect_err("bad end");
     assert!(
-        err.to_string().contains("bad-end.ndjson:2: end \"2026-01-01Tsoon\""),
+        err.to_string()
+            .contains("bad-end.ndjson:2: end \"2026-01-01Tsoon\""),
         "{err}"
     );
+}
+
+#[test]
+fn chunks_hold_whole_lines_with_their_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!("{CALL}\n\n{PROBE}\n  \n{DROP}\n{CALL}");
+    let plain = write_file(dir.path(), "a.ndjson", text.as_bytes());
+    let gz = write_file(dir.path(), "b.ndjson", &gzip(text.as_bytes()));
+    let expected: Vec<(usize, u64, &str)> = [(1, CALL), (3, PROBE), (5, DROP), (6, CALL)]
+        .into_iter()
+        .flat_map(|(n, l)| [(0, n, l), (1, n, l)])
+        .collect();
+    for chunk_bytes in [1, 2, 50, 300, CHUNK_BYTES] {
+        let mut reader = ChunkReader::new(&[plain.clone(), gz.clone()], 7, chunk_bytes);
+        let mut seen = Vec::new();
+        let mut seqs = Vec::new();
+        while let Some(chunk) = reader.next_chunk() {
+            let chunk = chunk.expect("chunk");
+            seqs.push(chunk.seq);
+            for line in chunk.lines() {
+                seen.push((
+                    chunk.file,
+                    line.number,
+                    std::str::from_utf8(line.text).expect("utf-8").to_owned(),
+                ));
+            }
+        }
+        let mut want: Vec<(usize, u64, String)> = expected
+            .iter()
+            .map(|(f, n, l)| (*f, *n, (*l).to_owned()))
+            .collect();
+        want.sort();
+        seen.sort();
+        assert_eq!(seen, want, "chunks of {chunk_bytes} bytes");
+        assert_eq!(seqs.first(), Some(&7));
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "numbered in reading order"
+        );
+        assert_eq!(reader.next_seq(), 7 + seqs.len() as u64);
+    }
 }

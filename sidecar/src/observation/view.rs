@@ -140,13 +140,11 @@ pub(crate) struct VersionOnly {
 }
 
 fn timestamp(field: &'static str, value: &str) -> Result<DateTime<Utc>, RecordError> {
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| RecordError::Timestamp {
-            field,
-            value: value.to_owned(),
-            reason: e.to_string(),
-        })
+    super::parse_time(value).map_err(|e| RecordError::Timestamp {
+        field,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn interval(v: u32, start: &str, end: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), RecordError> {

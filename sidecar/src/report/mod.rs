@@ -123,24 +123,8 @@ pub struct ReportPredicate {
     /// Digest of the previous report's statement in the chain (reserved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<BTreeMap<String, String>>,
-    #[serde(with = "time")]
+    #[serde(with = "crate::observation::time_serde::required")]
     pub generated_at: DateTime<Utc>,
-}
-
-mod time {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::observation::format_time(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
 }
 
 /// What the report says about its producer and place, beyond the verification itself.

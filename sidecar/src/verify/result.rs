@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::{ProbeSum, UnexpectedSum};
 use super::rate::{meets, ratio};
-use super::{ProbeSum, UnexpectedSum, Verifier, Window};
+use super::{Verifier, Window};
 use crate::function_map::ExpectedPath;
 use crate::observation::ProbeStatus;
 
@@ -216,7 +217,7 @@ fn call_results(v: &Verifier<'_>, path_index: usize, path: &ExpectedPath) -> Vec
             let mismatch = v
                 .index
                 .binary(&call.binary.path)
-                .and_then(|b| v.evidence.binaries[b].mismatch.as_ref());
+                .and_then(|b| v.evidence.binaries[b].mismatch.as_ref().map(|(_, m)| m));
             let (status, detail) = if let Some(evidence) = mismatch {
                 (PathStatus::BinaryMismatch, Some(evidence.clone()))
             } else if state.count > 0 {
@@ -226,7 +227,7 @@ fn call_results(v: &Verifier<'_>, path_index: usize, path: &ExpectedPath) -> Vec
                     PathStatus::Unresolvable,
                     Some(format!("the map marks the call unresolved: {reason}")),
                 )
-            } else if let Some(reason) = &state.unresolvable {
+            } else if let Some((_, reason)) = &state.unresolvable {
                 (PathStatus::Unresolvable, Some(reason.clone()))
             } else if state.attach_failed {
                 (
@@ -356,6 +357,7 @@ pub(super) fn finish(v: Verifier<'_>) -> VerificationResult {
                     records,
                     status,
                     detail,
+                    ..
                 },
             )| {
                 let [binary, build_id, symbol, _status] = split_key(&key);

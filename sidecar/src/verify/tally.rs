@@ -14,12 +14,13 @@ pub(crate) trait Weight {
     fn records(&self) -> u64;
     /// The entry's total (calls for unexpected symbols, records for probe failures).
     fn total(&self) -> u64;
+    /// Adds another entry of the same key.
+    fn merge(&mut self, other: Self);
 }
 
 /// Totals of what was left out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Omitted {
-    pub(crate) keys_evicted: u64,
     pub(crate) records: u64,
     pub(crate) total: u64,
 }
@@ -40,27 +41,52 @@ impl<V: Weight> BoundedTally<V> {
         }
     }
 
+    /// Whether a new `key` may be inserted, evicting the largest key if that is larger.
+    fn make_room(&mut self, key: &str) -> bool {
+        if self.entries.len() < self.cap {
+            return true;
+        }
+        if !self
+            .entries
+            .last_key_value()
+            .is_some_and(|(k, _)| **k > *key)
+        {
+            return false;
+        }
+        if let Some((_, evicted)) = self.entries.pop_last() {
+            self.omitted.records += evicted.records();
+            self.omitted.total = self.omitted.total.saturating_add(evicted.total());
+        }
+        true
+    }
+
     /// The entry of `key`, created with `make` if it qualifies. `None` means the key is left out: the
     /// caller adds its record to [`Self::omit`].
     pub(crate) fn entry(&mut self, key: &str, make: impl FnOnce() -> V) -> Option<&mut V> {
         if !self.entries.contains_key(key) {
-            if self.entries.len() >= self.cap {
-                let largest_is_bigger = self
-                    .entries
-                    .last_key_value()
-                    .is_some_and(|(k, _)| **k > *key);
-                if !largest_is_bigger {
-                    return None;
-                }
-                if let Some((_, evicted)) = self.entries.pop_last() {
-                    self.omitted.keys_evicted += 1;
-                    self.omitted.records += evicted.records();
-                    self.omitted.total = self.omitted.total.saturating_add(evicted.total());
-                }
+            if !self.make_room(key) {
+                return None;
             }
             self.entries.insert(key.into(), make());
         }
         self.entries.get_mut(key)
+    }
+
+    /// Adds a tally of another part of the input. The result keeps the smallest keys of both with exact
+    /// sums: a key among the `cap` smallest overall is among the `cap` smallest of every part.
+    pub(crate) fn merge(&mut self, other: Self) {
+        for (key, value) in other.entries {
+            if let Some(mine) = self.entries.get_mut(&key) {
+                mine.merge(value);
+            } else if self.make_room(&key) {
+                self.entries.insert(key, value);
+            } else {
+                self.omitted.records += value.records();
+                self.omitted.total = self.omitted.total.saturating_add(value.total());
+            }
+        }
+        self.omitted.records += other.omitted.records;
+        self.omitted.total = self.omitted.total.saturating_add(other.omitted.total);
     }
 
     /// Counts one record of a key that was left out.
@@ -88,6 +114,10 @@ mod tests {
         }
         fn total(&self) -> u64 {
             self.1
+        }
+        fn merge(&mut self, other: Self) {
+            self.0 += other.0;
+            self.1 += other.1;
         }
     }
 
@@ -124,6 +154,38 @@ mod tests {
         let (kept_rev, omitted_rev) = feed(&reversed);
         assert_eq!(kept_rev, kept);
         assert_eq!(omitted_rev.map(|o| (o.records, o.total)), Some((3, 21)));
+    }
+
+    #[test]
+    fn merging_parts_equals_one_pass() {
+        let input = [
+            ("e", 1),
+            ("a", 2),
+            ("d", 4),
+            ("b", 8),
+            ("c", 16),
+            ("a", 32),
+            ("e", 64),
+            ("b", 128),
+        ];
+        let tally = |part: &[(&str, u64)]| {
+            let mut t = BoundedTally::new(2);
+            for (k, n) in part {
+                match t.entry(k, Sum::default) {
+                    Some(e) => e.merge(Sum(1, *n)),
+                    None => t.omit(*n),
+                }
+            }
+            t
+        };
+        let one = tally(&input).into_parts();
+        for split in 0..input.len() {
+            let mut left = tally(&input[..split]);
+            left.merge(tally(&input[split..]));
+            let merged = left.into_parts();
+            assert_eq!(merged.0, one.0, "split at {split}");
+            assert_eq!(merged.1, one.1, "split at {split}");
+        }
     }
 
     #[test]
