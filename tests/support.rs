@@ -16,10 +16,13 @@ pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
-/// The linkguard binary of this build profile, built once per test process if it is missing.
+/// The linkguard binary of this build profile.
 ///
 /// Integration tests live in their own crate (tests/), so cargo does not provide
-/// `CARGO_BIN_EXE_linkguard`; the binary sits next to the test executable's `deps/` folder.
+/// `CARGO_BIN_EXE_linkguard`; the binary sits next to the test executable's `deps/` folder. It is not built
+/// here (a nested cargo would wait on the build lock the running `cargo test` holds): ci/test builds it
+/// first. A missing binary, or one older than a source file of the sidecar crate, fails the test instead of
+/// silently testing stale code.
 #[allow(clippy::panic, clippy::expect_used, reason = "test helper: a missing binary is a test failure")]
 pub fn linkguard_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -27,18 +30,35 @@ pub fn linkguard_bin() -> &'static Path {
         let exe = std::env::current_exe().expect("current_exe");
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
         let bin = profile_dir.join("linkguard");
-        if !bin.exists() {
-            let release = profile_dir.file_name().is_some_and(|n| n == "release");
-            let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            cmd.args(["build", "-p", "linkguard", "--bin", "linkguard"]).current_dir(workspace_root());
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p linkguard failed");
-        }
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| {
+            panic!("{} is missing: run `cargo build -p linkguard` before the integration tests", bin.display())
+        });
+        let newest_source = newest_mtime(&workspace_root().join("sidecar"));
+        assert!(
+            newest_source <= built,
+            "{} is older than the sidecar sources: run `cargo build -p linkguard` before the integration tests",
+            bin.display()
+        );
         bin
     })
+}
+
+/// The newest modification time of the files below `dir` (sources and manifests).
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(modified);
+            }
+        }
+    }
+    newest
 }
 
 /// Runs linkguard with `args`, returning its output.

@@ -10,11 +10,13 @@
 
 pub mod attest;
 pub mod catalog;
+pub mod discover;
 pub mod dpkg;
 pub mod elf;
 pub mod function_map;
 pub mod generate;
 pub mod observation;
+pub mod probe;
 pub mod report;
 pub mod rootfs;
 pub mod sbom;

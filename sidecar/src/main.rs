@@ -34,6 +34,8 @@ enum Command {
     /// Create keys, sign reports as DSSE / Sigstore bundles, verify them.
     #[command(subcommand)]
     Attest(cli::attest::AttestCommand),
+    /// Probe the app's functions with eBPF uprobes and write observation records.
+    Observe(Box<cli::observe::ObserveArgs>),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Map(cmd) => cli::map::run(cmd),
         Command::Verify(args) => cli::verify::run(args),
         Command::Attest(cmd) => cli::attest::run(cmd),
+        Command::Observe(args) => cli::observe::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@
 
 pub mod attest;
 pub mod map;
+pub mod observe;
 pub mod verify;
 
 use std::process::ExitCode;

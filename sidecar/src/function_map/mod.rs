@@ -54,6 +54,12 @@ impl FunctionMap {
         out
     }
 
+    /// Whether the map names an image digest. A map generated without `--subject` is unbound: its
+    /// subject is `pkg:oci/<service>` with an empty digest, to be bound to an image later.
+    pub fn is_bound(&self) -> bool {
+        self.subject.digest.contains_key("sha256")
+    }
+
     /// All expected paths that count towards the observation rate (not optional).
     pub fn required_paths(&self) -> impl Iterator<Item = &ExpectedPath> {
         self.predicate.expected_paths.iter().filter(|p| !p.optional)

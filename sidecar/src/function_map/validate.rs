@@ -84,12 +84,19 @@ fn check_rate(issues: &mut Issues, field: &str, rate: f64) {
 }
 
 fn check_binary(issues: &mut Issues, field: &str, binary: &BinaryRef) {
+    check_binary_identity(issues, field, binary, true);
+}
+
+/// `identity_required` is false only for the binary of an unresolved call: a library missing from
+/// the image has no build-id or digest to record.
+fn check_binary_identity(issues: &mut Issues, field: &str, binary: &BinaryRef, identity_required: bool) {
     if binary.path.is_empty() {
         issues.push(format!("{field}.path"), "is empty: every call needs the file that defines it");
     } else if !binary.path.starts_with('/') {
         issues.push(format!("{field}.path"), format!("{:?} is not an absolute path inside the image", binary.path));
     }
     match (&binary.build_id, &binary.sha256) {
+        (None, None) if !identity_required => {}
         (None, None) => issues.push(
             field,
             "has neither buildId nor sha256: the sidecar must be able to check the file before probing it",
@@ -108,7 +115,7 @@ fn check_call(issues: &mut Issues, field: &str, call: &Call) {
     if call.symbol.is_empty() {
         issues.push(format!("{field}.symbol"), "is empty");
     }
-    check_binary(issues, &format!("{field}.binary"), &call.binary);
+    check_binary_identity(issues, &format!("{field}.binary"), &call.binary, call.unresolved.is_none());
     if let Some(caller) = &call.caller {
         check_binary(issues, &format!("{field}.caller"), caller);
     }
@@ -125,6 +132,12 @@ impl FunctionMap {
             issues.push("_type", format!("{:?} is not {PREDICATE_TYPE:?} (or {PREDICATE_TYPE_ALIAS:?})", self.type_));
         }
         match self.subject.digest.get("sha256") {
+            // An unbound map (generated without --subject): no digest and a purl without a version.
+            None if self.subject.digest.is_empty() && !self.subject.purl.contains('@') => {
+                if !self.subject.purl.starts_with("pkg:oci/") {
+                    issues.push("subject.purl", format!("{:?} is not pkg:oci/<name>", self.subject.purl));
+                }
+            }
             None => issues.push("subject.digest.sha256", "is missing: the map must name the app image's manifest digest"),
             Some(hex) if !is_sha256_hex(hex) => {
                 issues.push("subject.digest.sha256", format!("{hex:?} is not 64 lowercase hex digits"))
