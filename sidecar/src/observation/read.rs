@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Streaming NDJSON reader over several files, plain or gzip.
 //!
-//! One line buffer is reused for the whole input, and records are handed out as views borrowing from it,
-//! so reading costs no allocation per record and memory does not grow with the input. Gzip is detected by
+//! Records are handed out as views borrowing from the chunk being read, so reading costs no allocation
+//! per record and memory does not grow with the input. Gzip is detected by
 //! its magic bytes (RFC 1952 section 2.3.1: ID1 = 0x1f, ID2 = 0x8b), not by the file name; concatenated
 //! members (what appending to a gzip file produces) are read as one stream.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read as _};
+use std::io::{self, BufRead, BufReader};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use flate2::bufread::MultiGzDecoder;
 
+use super::chunks::{Chunk, ChunkReader};
 use super::view::{RawRecord, VersionOnly};
 use super::{RECORD_VERSION, Record, RecordError, RecordView};
 
@@ -109,28 +111,6 @@ impl Source {
     }
 }
 
-enum Line {
-    Eof,
-    Text,
-    TooLong,
-}
-
-/// Reads the next line into `buf` (cleared first), newline included, keeping at most
-/// [`MAX_LINE_BYTES`] + 1 bytes; the rest of a longer line is skipped.
-fn read_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<Line> {
-    buf.clear();
-    let limit = MAX_LINE_BYTES as u64 + 1;
-    let n = (&mut *reader).take(limit).read_until(b'\n', buf)?;
-    if n == 0 {
-        Ok(Line::Eof)
-    } else if n as u64 == limit && buf.last() != Some(&b'\n') {
-        reader.skip_until(b'\n')?;
-        Ok(Line::TooLong)
-    } else {
-        Ok(Line::Text)
-    }
-}
-
 /// serde_json appends " at line L column C" to its messages; in NDJSON the line is always 1 and we
 /// print the file's line ourselves.
 fn json_message(err: &serde_json::Error) -> String {
@@ -202,22 +182,28 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
 }
 
-/// Streams records from files in order. Not an `Iterator`: each view borrows the reader's line buffer,
+/// Chunk size of the sequential reader: small, since it holds one chunk at a time.
+const READER_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Streams records from files in order. Not an `Iterator`: each view borrows the reader's current chunk,
 /// so use `while let Some(record) = reader.next_view() { .. }`, or [`ObservationReader::records`] for owned
-/// records.
+/// records. Lines are cut by the same [`ChunkReader`] that `linkguard verify` reads with on all cores.
 ///
 /// After an error the reader goes on with the next line (or, after an I/O or gzip error, the next file);
 /// `linkguard verify` stops at the first error.
 pub struct ObservationReader {
-    files: std::vec::IntoIter<PathBuf>,
-    current: Option<Source>,
-    buf: Vec<u8>,
+    chunks: ChunkReader,
+    chunk: Option<Chunk>,
+    /// Byte offset and index of the next line in `chunk`.
+    next: (usize, u64),
+    /// The line returned last: its bytes in `chunk`, file index and line number.
+    current: Option<(Range<usize>, usize, u64)>,
 }
 
 impl std::fmt::Debug for ObservationReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObservationReader")
-            .field("current", &self.current.as_ref().map(|s| (&s.path, s.line)))
+            .field("location", &self.location())
             .finish_non_exhaustive()
     }
 }
@@ -227,48 +213,53 @@ impl ObservationReader {
     pub fn new<P: Into<PathBuf>>(files: impl IntoIterator<Item = P>) -> Self {
         let files: Vec<PathBuf> = files.into_iter().map(Into::into).collect();
         Self {
-            files: files.into_iter(),
+            chunks: ChunkReader::new(&files, 0, READER_CHUNK_BYTES),
+            chunk: None,
+            next: (0, 0),
             current: None,
-            buf: Vec::with_capacity(1024),
         }
     }
 
     /// The file and line of the record returned last.
     pub fn location(&self) -> Option<(&Path, u64)> {
-        self.current.as_ref().map(|s| (s.path.as_path(), s.line))
+        self.current
+            .as_ref()
+            .map(|(_, file, line)| (self.chunks.path(*file), *line))
     }
 
-    /// Advances to the next non-blank line. On success the line is in `self.buf` and `self.current` is
-    /// the file it came from.
+    /// The text of the line returned last.
+    fn text(&self) -> &[u8] {
+        match (&self.chunk, &self.current) {
+            (Some(chunk), Some((range, ..))) => &chunk.data[range.clone()],
+            _ => &[],
+        }
+    }
+
+    /// Advances to the next non-blank line, which [`Self::text`] then returns.
     fn advance(&mut self) -> Option<Result<(), ReadError>> {
         loop {
-            let source = match &mut self.current {
-                Some(source) => source,
-                None => match Source::open(&self.files.next()?) {
-                    Ok(source) => self.current.insert(source),
-                    Err(e) => return Some(Err(e)),
-                },
-            };
-            let line = source.line + 1;
-            match read_line(&mut source.reader, &mut self.buf) {
-                Ok(Line::Eof) => self.current = None,
-                Ok(Line::TooLong) => {
-                    source.line = line;
-                    return Some(Err(ReadError::LineTooLong {
-                        path: source.path.clone(),
-                        line,
-                    }));
+            if let Some(chunk) = &self.chunk
+                && let Some((line, next)) = chunk.line_at(self.next.0, self.next.1)
+            {
+                let start = self.next.0;
+                self.current = Some((start..start + line.text.len(), chunk.file, line.number));
+                self.next = (next, self.next.1 + 1);
+                if let Err(e) = line.check_length() {
+                    return Some(Err(
+                        e.at(self.chunks.path(chunk.file).to_owned(), line.number)
+                    ));
                 }
-                Ok(Line::Text) => {
-                    source.line = line;
-                    if !is_blank(&self.buf) {
-                        return Some(Ok(()));
-                    }
+                if !is_blank(line.text) {
+                    return Some(Ok(()));
                 }
+                continue;
+            }
+            self.next = (0, 0);
+            match self.chunks.next_chunk()? {
+                Ok(chunk) => self.chunk = Some(chunk),
                 Err(e) => {
-                    let err = source.read_error(line, e);
-                    self.current = None;
-                    return Some(Err(err));
+                    self.chunk = None;
+                    return Some(Err(e));
                 }
             }
         }
@@ -281,9 +272,9 @@ impl ObservationReader {
         make(path, line)
     }
 
-    /// Parses the line in the buffer into its flat form.
+    /// Parses the current line into its flat form.
     fn raw(&self) -> Result<RawRecord<'_>, ReadError> {
-        parse_raw(&self.buf).map_err(|e| self.error_here(|path, line| e.at(path, line)))
+        parse_raw(self.text()).map_err(|e| self.error_here(|path, line| e.at(path, line)))
     }
 
     /// The next record, checked, borrowing from the reader; `None` after the last line of the last file.
@@ -331,7 +322,7 @@ impl ObservationReader {
         let mut latest = None;
         while let Some(next) = self.advance() {
             next?;
-            let quick = std::str::from_utf8(&self.buf).ok().and_then(|text| {
+            let quick = std::str::from_utf8(self.text()).ok().and_then(|text| {
                 let value = &text[text.find(KEY)? + KEY.len()..];
                 let value = &value[..value.find('"')?];
                 super::parse_time(value).ok()
