@@ -16,7 +16,7 @@
 //!   version (glibc `check_match`: a versioned import binds that exact version, default or hidden,
 //!   or an unversioned definition; an unversioned import binds an unversioned definition or the
 //!   default version). When the selector tags S in D (`tags_for` non-empty), one path is emitted
-//!   per (entrypoint, D, definition of S): a single [`Call`] with the symbol, D's version, D
+//!   per (entrypoint, D, definition of S): a single [`Call`](crate::function_map::Call) with the symbol, D's version, D
 //!   (canonical path + build-id, sha256 when there is no build-id), the caller (the entrypoint when
 //!   it imports S itself, else the first importer in load order), D's purl and the file offset of S
 //!   in D. IFUNC definitions keep their path without an offset and are reported in diagnostics (a
@@ -24,9 +24,12 @@
 //!   its path with `unresolved` set (it verifies as unresolvable); its binary is the library named
 //!   by the import's version requirement or the importer's missing DT_NEEDED library.
 //! - **Static and Go binaries** (no interpreter and no DT_NEEDED, or built by Go): their own
-//!   functions (`.symtab`, else `.dynsym`) that the selector tags become paths whose binary is the
-//!   entrypoint itself, without a caller. A dynamically linked Go binary gets both kinds of paths.
-//! - **Path ids**: `<entrypoint file name>:<symbol>@<definer file name>`; when two paths share an id
+//!   functions (`.symtab`; for a stripped Go binary the runtime's `.gopclntab`; else `.dynsym`) that
+//!   the selector tags become paths whose binary is the entrypoint itself, without a caller. A
+//!   dynamically linked Go binary gets both kinds of paths. A binary without a GNU build-id (Go
+//!   binaries often have only Go's own) is identified by its sha256.
+//! - **Path ids**: `<entrypoint file name>:<symbol>@<definer file name>` (file names of the canonical
+//!   paths, e.g. `curl:curl_easy_perform@libcurl.so.4.8.0`); when two paths share an id
 //!   (versioned duplicates, two entrypoints with one file name) the later ones in a stable order get
 //!   `#2`, `#3`... Paths are sorted by id.
 //! - **Watch scopes**: for each library of every closure (and each static or Go entrypoint), every
@@ -147,7 +150,8 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Generation failed. Messages name the input and, for options, the command-line flag.
+/// Generation failed. Messages name the input and, for options, the command-line flag. Causes from
+/// other modules are boxed: their errors are large and every `Result` here would carry their size.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     #[error("no --entrypoint given: name at least one executable inside the rootfs")]
@@ -156,6 +160,10 @@ pub enum GenerateError {
     NoHotFunctions,
     #[error("--service is empty: name the service the map is for")]
     NoService,
+    #[error(
+        "--service {0:?} contains '@' or whitespace: it becomes part of the subject purl pkg:oci/<service>"
+    )]
+    BadService(String),
     #[error("{flag} {value} is outside 0..1 (a fraction, e.g. 0.95)")]
     RateOutOfRange { flag: String, value: f64 },
     #[error("--window must be at least 1 second")]
@@ -177,43 +185,43 @@ pub enum GenerateError {
     RootFs {
         path: PathBuf,
         #[source]
-        source: RootFsError,
+        source: Box<RootFsError>,
     },
     #[error("cannot use SBOM {path}")]
     Sbom {
         path: PathBuf,
         #[source]
-        source: SbomError,
+        source: Box<SbomError>,
     },
     #[error("cannot read the package database of rootfs {path}")]
     Dpkg {
         path: PathBuf,
         #[source]
-        source: DpkgError,
+        source: Box<DpkgError>,
     },
     #[error("cannot load catalog extension {path}")]
     CatalogFile {
         path: PathBuf,
         #[source]
-        source: CatalogError,
+        source: Box<CatalogError>,
     },
     #[error("invalid --hot-functions")]
     Patterns {
         #[source]
-        source: CatalogError,
+        source: Box<CatalogError>,
     },
     #[error("entrypoint {entrypoint} cannot be resolved inside rootfs {rootfs}")]
     EntrypointPath {
         entrypoint: String,
         rootfs: PathBuf,
         #[source]
-        source: RootFsError,
+        source: Box<RootFsError>,
     },
     #[error("entrypoint {entrypoint} is not a usable ELF file")]
     EntrypointElf {
         entrypoint: String,
         #[source]
-        source: ElfError,
+        source: Box<ElfError>,
     },
     #[error(
         "no hot function found: the patterns {patterns:?} match no function that {entrypoints:?} or their \
@@ -229,11 +237,9 @@ pub enum GenerateError {
         "--tag-min {tag}: no expected path carries the tag {tag:?} (tags of this map: {available:?})"
     )]
     TagWithoutPaths { tag: String, available: Vec<String> },
-    #[error("bug: the generated map is invalid (please report it):\n{source}")]
-    InvalidMap {
-        #[source]
-        source: ValidationError,
-    },
+    // The issues are part of the message (a list), so they are not also a `source`.
+    #[error("bug: the generated map is invalid (please report it):\n{issues}")]
+    InvalidMap { issues: ValidationError },
 }
 
 /// Generates a function map; see the module documentation for the semantics.
@@ -257,15 +263,15 @@ pub fn generate(opts: &GenerateOptions) -> Result<Generated, GenerateError> {
     };
     let root = RootFs::new(&opts.rootfs).map_err(|source| GenerateError::RootFs {
         path: opts.rootfs.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let sbom = Sbom::from_file(&opts.sbom).map_err(|source| GenerateError::Sbom {
         path: opts.sbom.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let dpkg = DpkgDb::load(&root).map_err(|source| GenerateError::Dpkg {
         path: opts.rootfs.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let selector = load_selector(opts)?;
 
@@ -278,13 +284,13 @@ pub fn generate(opts: &GenerateOptions) -> Result<Generated, GenerateError> {
                 .map_err(|source| GenerateError::EntrypointPath {
                     entrypoint: entrypoint.clone(),
                     rootfs: opts.rootfs.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         let id = store
             .load(&root, &canonical)
             .map_err(|source| GenerateError::EntrypointElf {
                 entrypoint: entrypoint.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if !entrypoints.contains(&id) {
             entrypoints.push(id);
@@ -376,7 +382,7 @@ pub fn generate(opts: &GenerateOptions) -> Result<Generated, GenerateError> {
         },
     };
     map.validate()
-        .map_err(|source| GenerateError::InvalidMap { source })?;
+        .map_err(|issues| GenerateError::InvalidMap { issues })?;
     tracing::debug!(
         service = %opts.service,
         paths = map.predicate.expected_paths.len(),
@@ -402,6 +408,9 @@ fn check_options(opts: &GenerateOptions) -> Result<(), GenerateError> {
     if opts.service.trim().is_empty() {
         return Err(GenerateError::NoService);
     }
+    if opts.service.chars().any(|c| c == '@' || c.is_whitespace()) {
+        return Err(GenerateError::BadService(opts.service.clone()));
+    }
     let rates = opts.min_rate.map(|r| ("--min-rate".to_owned(), r));
     let tag_rates = opts
         .per_tag
@@ -425,12 +434,14 @@ fn load_selector(opts: &GenerateOptions) -> Result<HotSelector, GenerateError> {
             .load_extension(path)
             .map_err(|source| GenerateError::CatalogFile {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     catalog
         .compile(&opts.hot_functions)
-        .map_err(|source| GenerateError::Patterns { source })
+        .map_err(|source| GenerateError::Patterns {
+            source: Box::new(source),
+        })
 }
 
 /// Parses `NAME@sha256:HEX` into the map subject (`pkg:oci/NAME@sha256:HEX`).

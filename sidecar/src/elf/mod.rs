@@ -14,7 +14,8 @@
 //!   version they require (`SSL_connect@OPENSSL_3.0.0`) and exported functions with the version they
 //!   define. Versioned duplicates are kept apart: `memcpy@GLIBC_2.2.5` (hidden, `@`) and
 //!   `memcpy@@GLIBC_2.14` (default) are two functions at two addresses;
-//! - `.symtab` function symbols when present (stripped files have none, which is not an error);
+//! - `.symtab` function symbols when present (stripped files have none, which is not an error), and
+//!   for a Go binary without them the function table of `.gopclntab` (module `gopclntab`);
 //! - PT_LOAD segments, to turn a symbol's virtual address into the file offset a uprobe attaches to.
 
 mod gopclntab;
@@ -145,7 +146,7 @@ pub struct ElfAbi {
 /// Parsing an ELF file failed. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
@@ -165,7 +166,7 @@ pub enum ElfError {
         "{file} has an unsupported ELF byte order {data} (only 1 = little and 2 = big endian exist)"
     )]
     UnsupportedEndian { file: String, data: u8 },
-    #[error("{file} is a malformed ELF file: {source}")]
+    #[error("{file} is a malformed ELF file")]
     Malformed {
         file: String,
         #[source]
@@ -296,4 +297,16 @@ pub(crate) fn file_offset(loads: &[LoadSegment], vaddr: u64) -> Option<u64> {
         .iter()
         .find(|l| vaddr >= l.vaddr && vaddr - l.vaddr < l.filesz)
         .and_then(|l| l.offset.checked_add(vaddr - l.vaddr))
+}
+
+/// `err` and its causes, `: `-separated, for messages that carry an error as text.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }

@@ -219,7 +219,10 @@ pub(super) fn walk(
                 Err(err) => {
                     diagnostics.push(Diagnostic::new(
                         DiagnosticKind::UnreadableLibrary,
-                        format!("library {name} needed by {needer_path} is unusable: {err}"),
+                        format!(
+                            "library {name} needed by {needer_path} is unusable: {}",
+                            elf::error_chain(&err)
+                        ),
                     ));
                     closure.missing.push(MissingLibrary {
                         name,

@@ -290,6 +290,18 @@ fn options_are_checked_before_any_work() {
 }
 
 #[test]
+fn service_names_fit_in_a_purl() {
+    let opts = GenerateOptions {
+        service: "web@1".into(),
+        entrypoints: vec!["/usr/bin/curl".into()],
+        hot_functions: vec!["crypto/*".into()],
+        ..GenerateOptions::default()
+    };
+    let err = check_options(&opts).unwrap_err();
+    assert!(err.to_string().contains("--service"), "{err}");
+}
+
+#[test]
 fn per_tag_minimums_need_a_path_with_the_tag() {
     let opts = GenerateOptions {
         per_tag: BTreeMap::from([("crypto".to_owned(), 1.0)]),
