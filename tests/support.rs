@@ -33,7 +33,13 @@ pub fn linkguard_bin() -> &'static Path {
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| {
             panic!("{} is missing: run `cargo build -p linkguard` before the integration tests", bin.display())
         });
-        let newest_source = newest_mtime(&workspace_root().join("sidecar"));
+        // What the binary is built from: the sidecar's and the bpf crate's sources and manifests (not benches).
+        let root = workspace_root();
+        let newest_source = ["sidecar/src", "sidecar/Cargo.toml", "bpf/src", "bpf/include", "bpf/build.rs"]
+            .iter()
+            .map(|p| newest_mtime(&root.join(p)))
+            .max()
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
         assert!(
             newest_source <= built,
             "{} is older than the sidecar sources: run `cargo build -p linkguard` before the integration tests",
@@ -43,9 +49,12 @@ pub fn linkguard_bin() -> &'static Path {
     })
 }
 
-/// The newest modification time of the files below `dir` (sources and manifests).
-fn newest_mtime(dir: &Path) -> std::time::SystemTime {
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+/// The newest modification time of `path`, or of the files below it when it is a directory.
+fn newest_mtime(path: &Path) -> std::time::SystemTime {
+    let mut newest = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    let dir = path;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };

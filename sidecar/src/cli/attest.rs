@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `linkguard attest`: key generation, signing reports into Sigstore bundles, verifying them.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -117,41 +116,6 @@ pub fn run(cmd: AttestCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, so that readers see either
-/// the old file or the whole new one. Without `overwrite`, an existing `path` is an error (checked
-/// atomically by the final link).
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".linkguard-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    if overwrite {
-        tmp.persist(path)
-            .with_context(|| format!("writing {}", path.display()))?;
-    } else {
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!(
-                    "{} already exists: pass --force to overwrite it",
-                    path.display()
-                )
-            } else {
-                anyhow::Error::new(e.error).context(format!("writing {}", path.display()))
-            }
-        })?;
-    }
-    Ok(())
-}
-
 fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     if args.output_key == args.output_pub {
         bail!(
@@ -171,8 +135,8 @@ fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     }
     let key = SigningKey::generate();
     let private = key.to_pkcs8_pem()?;
-    write_atomically(&args.output_key, private.as_bytes(), 0o600, args.force)?;
-    write_atomically(
+    super::write_atomically(&args.output_key, private.as_bytes(), 0o600, args.force)?;
+    super::write_atomically(
         &args.output_pub,
         key.verifying_key().to_spki_pem().as_bytes(),
         0o644,
@@ -193,7 +157,7 @@ fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
     let key = SigningKey::from_pem_file(&args.key, &args.password_env)?;
     let bundle = attest::sign_statement(&statement, &key)
         .with_context(|| format!("refusing to sign {}", args.input.display()))?;
-    write_atomically(&args.output, &bundle.to_json_pretty(), 0o644, true)?;
+    super::write_atomically(&args.output, &bundle.to_json_pretty(), 0o644, true)?;
     println!(
         "signed {} -> {} (keyid {})",
         args.input.display(),

@@ -167,7 +167,7 @@ fn run_generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             .write_all(&json)
             .context("writing the map to stdout")?;
     } else {
-        write_atomically(&args.output, &json)
+        super::write_atomically(&args.output, &json, 0o644, true)
             .with_context(|| format!("writing the map to {}", args.output.display()))?;
         eprintln!("wrote {}", args.output.display());
     }
@@ -212,31 +212,6 @@ fn print_summary(generated: &Generated) {
     for diagnostic in &generated.diagnostics {
         let _ = writeln!(err, "warning: {diagnostic}");
     }
-}
-
-/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`: a reader (or a
-/// failed run) never sees half a map.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create_new(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file may not even exist.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    Ok(result?)
 }
 
 fn run_validate(file: &Path) -> anyhow::Result<ExitCode> {

@@ -2,9 +2,9 @@
 //! `linkguard verify`: observations against a function map, verdict as exit code, report as text or JSON.
 //! Semantics: docs/contracts/verification.md.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -39,6 +39,9 @@ pub struct VerifyArgs {
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// With --format text: list at most N paths, problems first (0 lists every path).
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    max_rows: usize,
     /// Also write the JSON report (an in-toto Statement) to FILE, atomically.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -61,29 +64,6 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z: {e}"))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a reader sees the old
-/// file or the whole new one, never a partial report.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("cannot write the report to {}", path.display()))
-}
-
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let map_bytes = fs::read(&args.function_map)
         .with_context(|| format!("cannot read function map {}", args.function_map.display()))?;
@@ -96,10 +76,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let json = statement.to_json();
 
     if let Some(output) = &args.output {
-        write_atomically(output, &json)?;
+        super::write_atomically(output, &json, 0o644, true)
+            .context("cannot write the report")?;
     }
     let stdout = match args.format {
-        Format::Text => render_text(&statement).into_bytes(),
+        Format::Text => render_text(&statement, (args.max_rows > 0).then_some(args.max_rows)).into_bytes(),
         Format::Json => json,
     };
     let mut out = std::io::stdout().lock();

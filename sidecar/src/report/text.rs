@@ -69,8 +69,9 @@ fn rank(status: PathStatus) -> u8 {
     }
 }
 
-/// Renders a report for a terminal.
-pub fn render_text(statement: &Statement) -> String {
+/// Renders a report for a terminal. `max_rows` caps the path table (problems are listed first, so the
+/// cut drops observed paths before anything else); `None` lists every path.
+pub fn render_text(statement: &Statement, max_rows: Option<usize>) -> String {
     let p = &statement.predicate;
     let mut out = String::new();
     let verdict = match p.verdict {
@@ -115,7 +116,9 @@ pub fn render_text(statement: &Statement) -> String {
     out.push('\n');
     let mut paths: Vec<_> = p.paths.iter().collect();
     paths.sort_by_key(|path| (path.optional, rank(path.status)));
-    let rows: Vec<Vec<String>> = paths
+    let shown = max_rows.unwrap_or(paths.len()).min(paths.len());
+    let hidden = &paths[shown..];
+    let rows: Vec<Vec<String>> = paths[..shown]
         .iter()
         .map(|path| {
             vec![
@@ -144,6 +147,17 @@ pub fn render_text(statement: &Statement) -> String {
         &["STATUS", "PATH", "TAGS", "COUNT", "DETAIL"],
         &rows,
     );
+    if !hidden.is_empty() {
+        let observed = hidden
+            .iter()
+            .filter(|p| p.status == PathStatus::Observed)
+            .count();
+        let _ = writeln!(
+            out,
+            "... {} more paths not listed ({observed} of them observed); --max-rows 0 lists all",
+            hidden.len()
+        );
+    }
 
     if !p.unexpected_symbols.is_empty() {
         let _ = writeln!(
