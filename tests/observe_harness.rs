@@ -3,7 +3,12 @@
 //! (`object`), function maps, target processes driven line by line and `linkguard observe` runs with JSON
 //! logs. Every process started here is killed by pid and reaped when dropped; every wait is bounded.
 #![allow(dead_code, reason = "each test uses a different subset")]
-#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness: a failed setup is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness: a failed setup is a test failure"
+)]
 
 use std::collections::HashMap;
 use std::fs;
@@ -27,7 +32,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// `SKIP <test>: <reason>` (to the real stderr) and returns false; with `LINKGUARD_REQUIRE_PRIVILEGED=1` a
 /// missing capability fails the test instead.
 pub fn privileged(test: &str) -> bool {
-    let Some(reason) = missing_privilege() else { return true };
+    let Some(reason) = missing_privilege() else {
+        return true;
+    };
     if std::env::var_os("LINKGUARD_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
         panic!("{test}: LINKGUARD_REQUIRE_PRIVILEGED=1 but {reason}");
     }
@@ -52,8 +59,16 @@ fn missing_privilege() -> Option<String> {
         return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
     }
     for tool in ["gcc", "strip", "unshare"] {
-        if Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-            return Some(format!("{tool} not found (apt-get install gcc binutils util-linux)"));
+        if Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Some(format!(
+                "{tool} not found (apt-get install gcc binutils util-linux)"
+            ));
         }
     }
     None
@@ -61,7 +76,9 @@ fn missing_privilege() -> Option<String> {
 
 /// `tests/targets/<name>`.
 pub fn target_source(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("targets").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("targets")
+        .join(name)
 }
 
 /// Compiles `source` with gcc into `out`.
@@ -74,7 +91,11 @@ pub fn gcc(source: &str, out: &Path, extra: &[&str]) -> PathBuf {
         .args(extra)
         .output()
         .unwrap();
-    assert!(output.status.success(), "gcc {source}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "gcc {source}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     out.to_path_buf()
 }
 
@@ -98,8 +119,14 @@ pub fn elf_facts(path: &Path) -> ElfFacts {
         })
         .collect();
     let mut offsets = HashMap::new();
-    for symbol in file.symbols().chain(file.dynamic_symbols()).filter(|s| s.is_definition()) {
-        let (Ok(name), address) = (symbol.name(), symbol.address()) else { continue };
+    for symbol in file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .filter(|s| s.is_definition())
+    {
+        let (Ok(name), address) = (symbol.name(), symbol.address()) else {
+            continue;
+        };
         let offset = segments.iter().find_map(|&(start, size, offset)| {
             (address >= start && address < start + size).then(|| address - start + offset)
         });
@@ -107,7 +134,11 @@ pub fn elf_facts(path: &Path) -> ElfFacts {
             offsets.entry(name.to_owned()).or_insert(offset);
         }
     }
-    ElfFacts { build_id, offsets, has_symtab: file.symbol_table().is_some() }
+    ElfFacts {
+        build_id,
+        offsets,
+        has_symtab: file.symbol_table().is_some(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -126,7 +157,13 @@ pub struct MapCall {
 
 impl MapCall {
     pub fn new(symbol: &str, binary: &Path, facts: &ElfFacts) -> Self {
-        Self { symbol: symbol.into(), version: None, binary: binary.into(), build_id: facts.build_id.clone(), offset: None }
+        Self {
+            symbol: symbol.into(),
+            version: None,
+            binary: binary.into(),
+            build_id: facts.build_id.clone(),
+            offset: None,
+        }
     }
 
     pub fn with_offset(mut self, facts: &ElfFacts) -> Self {
@@ -142,7 +179,11 @@ impl MapCall {
 
 /// Writes a function map with one required single-call path per call (id `<entrypoint name>:<symbol>`).
 pub fn write_map(dir: &Path, entrypoint: &Path, calls: &[MapCall]) -> PathBuf {
-    let name = entrypoint.file_name().unwrap().to_string_lossy().into_owned();
+    let name = entrypoint
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let paths: Vec<Value> = calls
         .iter()
         .map(|c| {
@@ -186,7 +227,12 @@ pub struct Target {
 impl Target {
     /// Starts `command` (stdin/stdout piped) and waits for its `ready <pid>` line.
     pub fn start(mut command: Command) -> Self {
-        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -196,9 +242,17 @@ impl Target {
                 }
             }
         });
-        let mut target = Self { stdin: child.stdin.take(), child, lines, pid: 0 };
+        let mut target = Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            pid: 0,
+        };
         let ready = target.line();
-        target.pid = ready.strip_prefix("ready ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{ready:?}"));
+        target.pid = ready
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{ready:?}"));
         target
     }
 
@@ -207,7 +261,9 @@ impl Target {
     }
 
     fn line(&mut self) -> String {
-        self.lines.recv_timeout(TIMEOUT).unwrap_or_else(|e| panic!("target {} did not answer: {e}", self.child.id()))
+        self.lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|e| panic!("target {} did not answer: {e}", self.child.id()))
     }
 
     /// Sends one command, returns the answer.
@@ -216,8 +272,20 @@ impl Target {
         writeln!(stdin, "{command}").unwrap();
         stdin.flush().unwrap();
         let answer = self.line();
-        assert!(answer.starts_with("ok"), "target answered {answer:?} to {command:?}");
+        assert!(
+            answer.starts_with("ok"),
+            "target answered {answer:?} to {command:?}"
+        );
         answer
+    }
+
+    /// `x`: the target execs its own path again (same pid) and is ready again.
+    pub fn reexec(&mut self) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "x").unwrap();
+        stdin.flush().unwrap();
+        let ready = self.line();
+        assert_eq!(ready, format!("ready {}", self.pid), "the re-exec'd target");
     }
 
     /// `h N`: N calls of lg_hot; returns the target's ns per call.
@@ -280,7 +348,12 @@ impl Observe {
             .spawn()
             .unwrap();
         let (events, stderr) = collect_stderr(child.stderr.take().unwrap());
-        Self { child, events, stderr, output: output.to_path_buf() }
+        Self {
+            child,
+            events,
+            stderr,
+            output: output.to_path_buf(),
+        }
     }
 
     /// Waits until a log event's fields satisfy `matches` (fails the test after [`TIMEOUT`] or if observe
@@ -290,17 +363,37 @@ impl Observe {
     }
 
     /// [`wait_for`](Self::wait_for) among the events from index `from` on; returns the event's index too.
-    pub fn wait_for_from(&mut self, from: usize, what: &str, matches: impl Fn(&Value) -> bool) -> (usize, Value) {
+    pub fn wait_for_from(
+        &mut self,
+        from: usize,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> (usize, Value) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            let found = self.events.lock().unwrap().iter().enumerate().skip(from).find(|(_, e)| matches(&e["fields"])).map(|(i, e)| (i, e["fields"].clone()));
+            let found = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, e)| matches(&e["fields"]))
+                .map(|(i, e)| (i, e["fields"].clone()));
             if let Some(found) = found {
                 return found;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("observe exited ({status}) before {what}; stderr:\n{}", self.stderr());
+                panic!(
+                    "observe exited ({status}) before {what}; stderr:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "no {what} within {TIMEOUT:?}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -323,7 +416,10 @@ impl Observe {
 
     /// SIGTERM, then waits for the exit; returns the status and the records written.
     pub fn stop(mut self) -> (ExitStatus, Vec<Value>) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let status = wait_bounded(&mut self.child, "observe");
         (status, read_records(&self.output))
@@ -343,7 +439,9 @@ impl Drop for Observe {
     }
 }
 
-fn collect_stderr(stderr: impl std::io::Read + Send + 'static) -> (Arc<Mutex<Vec<Value>>>, Arc<Mutex<String>>) {
+fn collect_stderr(
+    stderr: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<Value>>>, Arc<Mutex<String>>) {
     let events = Arc::new(Mutex::new(Vec::new()));
     let text = Arc::new(Mutex::new(String::new()));
     let (e, t) = (Arc::clone(&events), Arc::clone(&text));
@@ -361,7 +459,12 @@ fn collect_stderr(stderr: impl std::io::Read + Send + 'static) -> (Arc<Mutex<Vec
 }
 
 /// Runs `linkguard observe ... -- CMD` to completion.
-pub fn observe_command(map: &Path, output: &Path, args: &[&str], command: &[&str]) -> (ExitStatus, Vec<Value>, String) {
+pub fn observe_command(
+    map: &Path,
+    output: &Path,
+    args: &[&str],
+    command: &[&str],
+) -> (ExitStatus, Vec<Value>, String) {
     let mut child = Command::new(linkguard_bin())
         .args(["--log-format", "json", "observe", "--function-map"])
         .arg(map)
@@ -391,9 +494,13 @@ pub fn read_records(path: &Path) -> Vec<Value> {
     let text = fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .map(|line| {
-            let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let record: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
             assert_eq!(record["v"], 1, "{line}");
-            assert!(record["start"].as_str().unwrap() <= record["end"].as_str().unwrap(), "{line}");
+            assert!(
+                record["start"].as_str().unwrap() <= record["end"].as_str().unwrap(),
+                "{line}"
+            );
             record
         })
         .collect()
@@ -427,11 +534,20 @@ pub fn text_byte(pid: u32, path: &Path, file_offset: u64) -> u8 {
                 return None;
             }
             let (start, end) = range.split_once('-')?;
-            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
             let offset = u64::from_str_radix(offset, 16).ok()?;
-            (file_offset >= offset && file_offset < offset + (end - start)).then(|| start + file_offset - offset)
+            (file_offset >= offset && file_offset < offset + (end - start))
+                .then(|| start + file_offset - offset)
         })
-        .unwrap_or_else(|| panic!("offset {file_offset:#x} of {} is not mapped executable in {pid}", path.display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "offset {file_offset:#x} of {} is not mapped executable in {pid}",
+                path.display()
+            )
+        });
     let mut mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
     mem.seek(SeekFrom::Start(address)).unwrap();
     let mut byte = [0u8];
@@ -441,3 +557,51 @@ pub fn text_byte(pid: u32, path: &Path, file_offset: u64) -> u8 {
 
 /// x86 int3: the byte a uprobe writes over a probed instruction.
 pub const INT3: u8 = 0xcc;
+
+/// `linkguard verify --offline --function-map MAP --observations OBS --format json`: the exit code and the
+/// report's predicate.
+pub fn verify(map: &Path, observations: &Path) -> (i32, Value) {
+    let output = Command::new(linkguard_bin())
+        .args(["verify", "--offline", "--format", "json", "--function-map"])
+        .arg(map)
+        .arg("--observations")
+        .arg(observations)
+        .output()
+        .unwrap();
+    let code = output.status.code().unwrap();
+    assert!(
+        code == 0 || code == 1,
+        "verify rejected the observations ({code}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (code, report["predicate"].clone())
+}
+
+/// `(path id, status)` of every path of a verification report, in map order.
+pub fn path_statuses(predicate: &Value) -> Vec<(String, String)> {
+    predicate["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap().to_owned(),
+                p["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `[(id, status)]` from `(symbol, status)` pairs for a map written by [`write_map`] for `entrypoint`.
+pub fn expected_statuses(entrypoint: &Path, statuses: &[(&str, &str)]) -> Vec<(String, String)> {
+    let name = entrypoint
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    statuses
+        .iter()
+        .map(|(symbol, status)| (format!("{name}:{symbol}"), (*status).to_owned()))
+        .collect()
+}

@@ -8,12 +8,17 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 /// The linkguard binary of this build profile.
@@ -23,7 +28,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// here (a nested cargo would wait on the build lock the running `cargo test` holds): ci/test builds it
 /// first. A missing binary, or one older than a source file of the sidecar crate, fails the test instead of
 /// silently testing stale code.
-#[allow(clippy::panic, clippy::expect_used, reason = "test helper: a missing binary is a test failure")]
+#[allow(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "test helper: a missing binary is a test failure"
+)]
 pub fn linkguard_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -57,7 +66,9 @@ fn newest_mtime(path: &Path) -> std::time::SystemTime {
     let dir = path;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -73,7 +84,10 @@ fn newest_mtime(path: &Path) -> std::time::SystemTime {
 /// Runs linkguard with `args`, returning its output.
 #[allow(clippy::expect_used, reason = "test helper")]
 pub fn linkguard(args: &[&str]) -> Output {
-    Command::new(linkguard_bin()).args(args).output().expect("spawn linkguard")
+    Command::new(linkguard_bin())
+        .args(args)
+        .output()
+        .expect("spawn linkguard")
 }
 
 /// Whether tests that need third-party tools (Python venv, npm packages) must fail instead of skip.

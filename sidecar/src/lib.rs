@@ -11,6 +11,7 @@
 pub mod attest;
 pub mod catalog;
 pub mod discover;
+pub mod doctor;
 pub mod dpkg;
 pub mod elf;
 pub mod function_map;

@@ -36,12 +36,16 @@ enum Command {
     Attest(cli::attest::AttestCommand),
     /// Probe the app's functions with eBPF uprobes and write observation records.
     Observe(Box<cli::observe::ObserveArgs>),
+    /// Check that this machine and container can probe: kernel, capabilities, a real test attach.
+    Doctor(cli::doctor::DoctorArgs),
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKGUARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cli::verify::run(args),
         Command::Attest(cmd) => cli::attest::run(cmd),
         Command::Observe(args) => cli::observe::run(*args),
+        Command::Doctor(args) => cli::doctor::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,10 +7,12 @@
  *   h N      call lg_hot N times                      -> "ok <ns per call>"
  *   t T N    T threads each call lg_hot N times       -> "ok"
  *   c        call lg_cold once                        -> "ok"
+ *   x        exec its own path again (same pid)       -> "ready <pid>" from the new image
  * and exits 0 at end of input. lg_never is never called.
  *
- * One-shot: `observe_target run N` calls lg_hot N times and lg_cold once, then exits with status 3 (a
- * process that lives a few milliseconds, and a status `observe -- CMD` must pass on).
+ * One-shot: `observe_target run N [MS]` calls lg_hot N times, sleeps MS milliseconds, calls lg_cold once
+ * and exits with status 3 (a process that lives a few milliseconds, and a status `observe -- CMD` must pass
+ * on).
  *
  * -DLG_VARIANT=1 builds a different binary with the same symbols: a padding function placed before
  * lg_hot moves every function, so an offset from the other build lands mid-instruction.
@@ -69,11 +71,13 @@ int main(int argc, char **argv)
 {
 	char line[128];
 
-	if (argc == 3 && strcmp(argv[1], "run") == 0) {
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "run") == 0) {
 		unsigned long n = strtoul(argv[2], NULL, 10);
 
 		for (unsigned long i = 0; i < n; i++)
 			lg_hot(i);
+		if (argc == 4)
+			usleep((useconds_t)strtoul(argv[3], NULL, 10) * 1000);
 		lg_cold();
 		return 3;
 	}
@@ -97,6 +101,9 @@ int main(int argc, char **argv)
 			for (unsigned long i = 0; i < n; i++)
 				lg_hot(i);
 			printf("ok %.3f\n", n ? (now_ns() - start) / (double)n : 0.0);
+		} else if (line[0] == 'x') {
+			execl(argv[0], argv[0], (char *)NULL);
+			printf("error exec failed\n");
 		} else if (line[0] == 'c') {
 			lg_cold();
 			printf("ok\n");

@@ -15,7 +15,7 @@ use linkguard::discover::{Discovery, ProcFs, Selector};
 use linkguard::function_map::FunctionMap;
 use linkguard::probe::launch::{ChildExit, RunningChild, spawn_held};
 use linkguard::probe::{
-    Interval, Mode, Observer, ObserverConfig, Origin, OutputConfig, RecordWriter, Targets,
+    Interval, Mode, ObservationOutput, Observer, ObserverConfig, Origin, OutputConfig, Targets,
 };
 
 use super::EXIT_OK;
@@ -192,7 +192,7 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
         max_records: args.max_records,
     };
     let mut observer = Observer::new(probes, targets, discovery, config);
-    let mut writer = RecordWriter::open(OutputConfig {
+    let mut writer = ObservationOutput::open(OutputConfig {
         path: args.output.clone(),
         gzip: args.gzip,
         rotate_bytes: args.rotate_size,
@@ -248,7 +248,12 @@ where
 {
     let held = spawn_held(program, args)
         .with_context(|| format!("starting {}", program.to_string_lossy()))?;
-    let exe = held.program().display().to_string();
+    // What /proc/<pid>/exe will show after the exec (absolute, symlinks resolved): records name the
+    // command like the map's entrypoints, even when it exits before a poll sees it.
+    let exe = std::fs::canonicalize(held.program())
+        .unwrap_or_else(|_| held.program().to_path_buf())
+        .display()
+        .to_string();
     if let Err(err) = observer.hold(held.pid(), &exe) {
         // Dropping the held child closes its pipe: it exits (126) without running the command.
         let pid = held.pid();
@@ -272,7 +277,7 @@ impl Loop {
         args: &ObserveArgs,
         window: Duration,
         observer: &mut Observer<B>,
-        writer: &mut RecordWriter,
+        writer: &mut ObservationOutput,
         mut child: Option<&mut RunningChild>,
     ) -> anyhow::Result<()>
     where
@@ -343,7 +348,7 @@ impl Loop {
     fn flush<B>(
         &mut self,
         observer: &mut Observer<B>,
-        writer: &mut RecordWriter,
+        writer: &mut ObservationOutput,
         last: bool,
     ) -> anyhow::Result<()>
     where

@@ -76,11 +76,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let json = statement.to_json();
 
     if let Some(output) = &args.output {
-        super::write_atomically(output, &json, 0o644, true)
-            .context("cannot write the report")?;
+        super::write_atomically(output, &json, 0o644, true).context("cannot write the report")?;
     }
     let stdout = match args.format {
-        Format::Text => render_text(&statement, (args.max_rows > 0).then_some(args.max_rows)).into_bytes(),
+        Format::Text => {
+            render_text(&statement, (args.max_rows > 0).then_some(args.max_rows)).into_bytes()
+        }
         Format::Json => json,
     };
     let mut out = std::io::stdout().lock();

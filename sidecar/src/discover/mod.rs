@@ -383,23 +383,3 @@ mod tests {
         );
     }
 }
-#[cfg(test)]
-mod debug_churn {
-    use super::*;
-    #[test]
-    fn churn_debug() {
-        let mut p = std::process::Command::new("bash").args(["-c", "i=0; while [ $i -lt 1000 ]; do /tmp/obs-smoke/target run 20; i=$((i+1)); done"]).spawn().unwrap();
-        let selector = Selector { entrypoints: true, ..Selector::default() };
-        let mut d = Discovery::new(ProcFs::default(), selector, ["/tmp/obs-smoke/target".to_owned()]);
-        let (mut polls, mut hits, mut raw) = (0, 0, 0);
-        while p.try_wait().unwrap().is_none() {
-            polls += 1;
-            for pid in ProcFs::default().pids().unwrap() {
-                if ProcFs::default().exe(pid).is_ok_and(|e| e.0 == "/tmp/obs-smoke/target") { raw += 1; }
-            }
-            hits += d.scan(&|_| false).unwrap().len();
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        eprintln!("polls {polls} hits {hits} raw {raw}");
-    }
-}

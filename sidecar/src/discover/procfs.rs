@@ -30,6 +30,8 @@ impl FileId {
 /// `/proc/<pid>/stat` fields discovery needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie: exited, not yet reaped), `X`...
+    pub state: char,
     pub ppid: u32,
     /// Field 22, in clock ticks since boot: with the pid it identifies a process across pid reuse.
     pub start_time: u64,
@@ -42,6 +44,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state(3) ppid(4) ... starttime(22) -> indexes 0, 1, ..., 19.
     Some(Stat {
+        state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
@@ -148,6 +151,14 @@ impl Default for ProcFs {
     }
 }
 
+impl Stat {
+    /// The process has exited (a zombie waiting to be reaped, or being torn down): it has no memory to
+    /// probe any more.
+    pub fn exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
 impl ProcFs {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -228,9 +239,16 @@ mod tests {
         assert_eq!(
             parse_stat(text),
             Some(Stat {
+                state: 'S',
                 ppid: 17,
                 start_time: 987654
             })
+        );
+        assert!(!parse_stat(text).unwrap().exited());
+        assert!(
+            parse_stat(&text.replacen(") S ", ") Z ", 1))
+                .unwrap()
+                .exited()
         );
         assert_eq!(parse_stat("garbage"), None);
     }

@@ -47,7 +47,11 @@ pub struct Predicate {
     pub coverage: Coverage,
     #[serde(alias = "generated_at")]
     pub generated_at: String,
-    #[serde(default, alias = "generated_from", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "generated_from",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub generated_from: Option<GeneratedFrom>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<Generator>,
@@ -173,10 +177,18 @@ pub struct GeneratedFrom {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entrypoints: Vec<String>,
     /// The patterns asked for (`crypto/*`, `SSL_*`).
-    #[serde(default, alias = "hot_functions", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        alias = "hot_functions",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub hot_functions: Vec<String>,
     /// Static analysis performed, e.g. `elf-linkage`.
-    #[serde(default, alias = "static_analysis", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "static_analysis",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub static_analysis: Option<String>,
 }
 
@@ -185,11 +197,19 @@ pub struct GeneratedFrom {
 pub struct SbomRef {
     /// `CycloneDX`.
     pub format: String,
-    #[serde(default, alias = "spec_version", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "spec_version",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spec_version: Option<String>,
     pub digest: BTreeMap<String, String>,
     /// The SBOM's serialNumber when present.
-    #[serde(default, alias = "serial_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "serial_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub serial_number: Option<String>,
 }
 

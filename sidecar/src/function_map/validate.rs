@@ -6,8 +6,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 
-use super::{FunctionMap, PREDICATE_TYPE, PREDICATE_TYPE_ALIAS, SCHEMA_VERSION};
 use super::{BinaryRef, Call};
+use super::{FunctionMap, PREDICATE_TYPE, PREDICATE_TYPE_ALIAS, SCHEMA_VERSION};
 
 /// Reading a map failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,9 @@ pub enum MapError {
         #[source]
         source: std::io::Error,
     },
-    #[error("function map {source_name} is not valid JSON of the function-map schema: {source} (see docs/contracts/function-map.md)")]
+    #[error(
+        "function map {source_name} is not valid JSON of the function-map schema: {source} (see docs/contracts/function-map.md)"
+    )]
     Parse {
         source_name: String,
         #[source]
@@ -70,7 +72,9 @@ impl Issues {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -79,7 +83,10 @@ fn is_sha256_hex(s: &str) -> bool {
 
 fn check_rate(issues: &mut Issues, field: &str, rate: f64) {
     if !(0.0..=1.0).contains(&rate) {
-        issues.push(field, format!("{rate} is outside 0..1 (a fraction, e.g. 0.95)"));
+        issues.push(
+            field,
+            format!("{rate} is outside 0..1 (a fraction, e.g. 0.95)"),
+        );
     }
 }
 
@@ -89,11 +96,22 @@ fn check_binary(issues: &mut Issues, field: &str, binary: &BinaryRef) {
 
 /// `identity_required` is false only for the binary of an unresolved call: a library missing from
 /// the image has no build-id or digest to record.
-fn check_binary_identity(issues: &mut Issues, field: &str, binary: &BinaryRef, identity_required: bool) {
+fn check_binary_identity(
+    issues: &mut Issues,
+    field: &str,
+    binary: &BinaryRef,
+    identity_required: bool,
+) {
     if binary.path.is_empty() {
-        issues.push(format!("{field}.path"), "is empty: every call needs the file that defines it");
+        issues.push(
+            format!("{field}.path"),
+            "is empty: every call needs the file that defines it",
+        );
     } else if !binary.path.starts_with('/') {
-        issues.push(format!("{field}.path"), format!("{:?} is not an absolute path inside the image", binary.path));
+        issues.push(
+            format!("{field}.path"),
+            format!("{:?} is not an absolute path inside the image", binary.path),
+        );
     }
     match (&binary.build_id, &binary.sha256) {
         (None, None) if !identity_required => {}
@@ -115,12 +133,20 @@ fn check_call(issues: &mut Issues, field: &str, call: &Call) {
     if call.symbol.is_empty() {
         issues.push(format!("{field}.symbol"), "is empty");
     }
-    check_binary_identity(issues, &format!("{field}.binary"), &call.binary, call.unresolved.is_none());
+    check_binary_identity(
+        issues,
+        &format!("{field}.binary"),
+        &call.binary,
+        call.unresolved.is_none(),
+    );
     if let Some(caller) = &call.caller {
         check_binary(issues, &format!("{field}.caller"), caller);
     }
     if call.offset.is_some() && call.binary.build_id.is_none() && call.binary.sha256.is_none() {
-        issues.push(format!("{field}.offset"), "an offset is only safe with the binary's buildId or sha256");
+        issues.push(
+            format!("{field}.offset"),
+            "an offset is only safe with the binary's buildId or sha256",
+        );
     }
 }
 
@@ -129,22 +155,37 @@ impl FunctionMap {
     pub fn validate(&self) -> Result<(), ValidationError> {
         let mut issues = Issues::default();
         if self.type_ != PREDICATE_TYPE && self.type_ != PREDICATE_TYPE_ALIAS {
-            issues.push("_type", format!("{:?} is not {PREDICATE_TYPE:?} (or {PREDICATE_TYPE_ALIAS:?})", self.type_));
+            issues.push(
+                "_type",
+                format!(
+                    "{:?} is not {PREDICATE_TYPE:?} (or {PREDICATE_TYPE_ALIAS:?})",
+                    self.type_
+                ),
+            );
         }
         match self.subject.digest.get("sha256") {
             // An unbound map (generated without --subject): no digest and a purl without a version.
             None if self.subject.digest.is_empty() && !self.subject.purl.contains('@') => {
                 if !self.subject.purl.starts_with("pkg:oci/") {
-                    issues.push("subject.purl", format!("{:?} is not pkg:oci/<name>", self.subject.purl));
+                    issues.push(
+                        "subject.purl",
+                        format!("{:?} is not pkg:oci/<name>", self.subject.purl),
+                    );
                 }
             }
-            None => issues.push("subject.digest.sha256", "is missing: the map must name the app image's manifest digest"),
-            Some(hex) if !is_sha256_hex(hex) => {
-                issues.push("subject.digest.sha256", format!("{hex:?} is not 64 lowercase hex digits"))
-            }
+            None => issues.push(
+                "subject.digest.sha256",
+                "is missing: the map must name the app image's manifest digest",
+            ),
+            Some(hex) if !is_sha256_hex(hex) => issues.push(
+                "subject.digest.sha256",
+                format!("{hex:?} is not 64 lowercase hex digits"),
+            ),
             Some(hex) => {
                 let suffix = format!("@sha256:{hex}");
-                if !self.subject.purl.starts_with("pkg:oci/") || !self.subject.purl.ends_with(&suffix) {
+                if !self.subject.purl.starts_with("pkg:oci/")
+                    || !self.subject.purl.ends_with(&suffix)
+                {
                     issues.push(
                         "subject.purl",
                         format!("{:?} is not pkg:oci/<name>{suffix}", self.subject.purl),
@@ -156,21 +197,34 @@ impl FunctionMap {
         if p.schema_version != SCHEMA_VERSION {
             issues.push(
                 "predicate.schemaVersion",
-                format!("{:?} is not supported (this build reads {SCHEMA_VERSION:?})", p.schema_version),
+                format!(
+                    "{:?} is not supported (this build reads {SCHEMA_VERSION:?})",
+                    p.schema_version
+                ),
             );
         }
         if p.service.trim().is_empty() {
             issues.push("predicate.service", "is empty");
         }
         if chrono::DateTime::parse_from_rfc3339(&p.generated_at).is_err() {
-            issues.push("predicate.generatedAt", format!("{:?} is not an RFC 3339 timestamp", p.generated_at));
+            issues.push(
+                "predicate.generatedAt",
+                format!("{:?} is not an RFC 3339 timestamp", p.generated_at),
+            );
         }
-        check_rate(&mut issues, "predicate.coverage.minObservationRate", p.coverage.min_observation_rate);
+        check_rate(
+            &mut issues,
+            "predicate.coverage.minObservationRate",
+            p.coverage.min_observation_rate,
+        );
         if p.coverage.window_seconds == 0 {
             issues.push("predicate.coverage.windowSeconds", "must be at least 1");
         }
         if p.expected_paths.is_empty() {
-            issues.push("predicate.expectedPaths", "is empty: a map must expect at least one path");
+            issues.push(
+                "predicate.expectedPaths",
+                "is empty: a map must expect at least one path",
+            );
         } else if !p.expected_paths.iter().any(|e| !e.optional) {
             issues.push(
                 "predicate.expectedPaths",
@@ -184,13 +238,22 @@ impl FunctionMap {
             if path.id.is_empty() {
                 issues.push(format!("{field}.id"), "is empty");
             } else if !ids.insert(path.id.as_str()) {
-                issues.push(format!("{field}.id"), format!("duplicate path id {:?}", path.id));
+                issues.push(
+                    format!("{field}.id"),
+                    format!("duplicate path id {:?}", path.id),
+                );
             }
             if path.entrypoint.is_empty() {
-                issues.push(format!("{field}.entrypoint"), "is empty: a path starts from an entrypoint binary");
+                issues.push(
+                    format!("{field}.entrypoint"),
+                    "is empty: a path starts from an entrypoint binary",
+                );
             }
             if path.calls.is_empty() {
-                issues.push(format!("{field}.calls"), "is empty: a path needs at least one call");
+                issues.push(
+                    format!("{field}.calls"),
+                    "is empty: a path needs at least one call",
+                );
             }
             for (j, call) in path.calls.iter().enumerate() {
                 check_call(&mut issues, &format!("{field}.calls[{j}]"), call);
@@ -205,7 +268,11 @@ impl FunctionMap {
             }
         }
         for (i, scope) in p.watch_scopes.iter().enumerate() {
-            check_binary(&mut issues, &format!("predicate.watchScopes[{i}].binary"), &scope.binary);
+            check_binary(
+                &mut issues,
+                &format!("predicate.watchScopes[{i}].binary"),
+                &scope.binary,
+            );
         }
         if issues.0.is_empty() {
             Ok(())

@@ -28,6 +28,11 @@ pub struct FakeKernel {
     events: VecDeque<FirstSeen>,
     /// Attach to these targets fails as if the process had exited.
     pub refuse: BTreeSet<PathBuf>,
+    /// After this many attach calls, attach to this target fails as if the process had exited.
+    pub refuse_after: Option<(usize, PathBuf)>,
+    /// A link with one of these offsets is refused as a whole (like ENOTSUPP for an instruction the
+    /// kernel cannot probe).
+    pub unprobeable: BTreeSet<u64>,
     pub attaches: usize,
     pub detaches: usize,
 }
@@ -43,6 +48,8 @@ impl FakeKernel {
             seen: vec![false; n],
             events: VecDeque::new(),
             refuse: BTreeSet::new(),
+            unprobeable: BTreeSet::new(),
+            refuse_after: None,
             attaches: 0,
             detaches: 0,
         }
@@ -125,10 +132,25 @@ impl ProbeBackend for FakeKernel {
                 path: target.to_path_buf(),
             });
         }
+        self.attaches += 1;
+        if let Some((after, path)) = &self.refuse_after
+            && self.attaches > *after
+            && path == target
+        {
+            self.refuse.insert(path.clone());
+            return self.attach(target, points, scope);
+        }
         for point in points {
             self.check(point.cookie)?;
+            if self.unprobeable.contains(&point.offset) {
+                return Err(BpfError::OffsetBeyondFile {
+                    path: target.to_path_buf(),
+                    offset: point.offset,
+                    cookie: point.cookie,
+                    size: 0,
+                });
+            }
         }
-        self.attaches += 1;
         self.next_link += 1;
         self.links.insert(
             self.next_link,

@@ -18,6 +18,7 @@
 //! - [`backend`]: the kernel behind the [`ProbeBackend`] trait.
 
 pub mod backend;
+pub mod bisect;
 pub mod cookies;
 #[cfg(test)]
 mod fake;
@@ -31,7 +32,7 @@ pub mod targets;
 
 pub use backend::ProbeBackend;
 pub use observer::{Observer, ObserverConfig, PollStats};
-pub use output::{OutputConfig, OutputError, RecordWriter};
+pub use output::{ObservationOutput, OutputConfig, OutputError};
 pub use records::{Interval, Origin};
 pub use resolve::{FilePlan, plan_file};
 pub use session::{Mode, Session};

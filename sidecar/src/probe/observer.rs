@@ -160,14 +160,15 @@ impl<B: ProbeBackend> Observer<B> {
                 self.held.remove(&pid);
                 self.session.set_exe(pid, &process.exe);
                 self.exe_ids.insert(pid, process.exe_id);
-            } else if self
-                .exe_ids
-                .get(&pid)
-                .is_some_and(|id| *id != process.exe_id)
+            } else if let (Some(Some(before)), Some(now)) = (self.exe_ids.get(&pid), process.exe_id)
+                && *before != now
             {
+                // A new image: exec of another (or a replaced) binary. Unreadable ids never count as a change.
                 debug!(pid, exe = %process.exe, "process exec'd another executable: re-planning");
                 self.forget(pid);
                 stats.exited += 1;
+            } else if matches!(self.exe_ids.get(&pid), Some(None)) {
+                self.exe_ids.insert(pid, process.exe_id);
             }
         }
         for process in found.values() {
@@ -240,6 +241,12 @@ impl<B: ProbeBackend> Observer<B> {
     ) -> bool {
         let open = match &mapped.open {
             Ok(open) => open.clone(),
+            Err(Unopenable::Replaced) if !self.alive(pid, start_time) => {
+                // Nothing under /proc/<pid> opens any more because the process is gone, not replaced.
+                debug!(pid, "process exited while its files were looked up");
+                self.forget(pid);
+                return false;
+            }
             Err(Unopenable::Replaced) => {
                 let detail = format!(
                     "{} was replaced on disk after process {pid} mapped it and /proc/{pid}/map_files is not \
@@ -284,7 +291,7 @@ impl<B: ProbeBackend> Observer<B> {
     fn alive(&self, pid: u32, start_time: u64) -> bool {
         self.proc()
             .stat(pid)
-            .is_ok_and(|s| s.start_time == start_time)
+            .is_ok_and(|s| s.start_time == start_time && !s.exited())
     }
 
     /// The plan of a file, cached by inode and change time (a replaced file is planned again).
@@ -314,7 +321,7 @@ impl<B: ProbeBackend> Observer<B> {
         self.session.flush(interval)
     }
 
-    /// Starts a new window (coverage: everything traps again; failures are repeated).
+    /// Starts a new coverage window: every function traps again until seen.
     pub fn rearm(&mut self) {
         self.session.rearm();
     }

@@ -6,14 +6,11 @@
 //! did not fit, reported as a `drop` record.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 
-use crate::observation::{RECORD_VERSION, Record, RecordBody};
+use crate::observation::{Compression, RECORD_VERSION, Record, RecordBody, RecordWriter};
 
 use super::records::rfc3339;
 
@@ -59,51 +56,58 @@ pub enum OutputError {
     },
 }
 
-/// Appends records to the output.
+/// Appends records to the output, through [`observation::RecordWriter`](crate::observation::RecordWriter)
+/// (the contract's writer), one complete write (and gzip member) per call.
 #[derive(Debug)]
-pub struct RecordWriter {
+pub struct ObservationOutput {
     config: OutputConfig,
-    file: Option<File>,
     size: u64,
     unwritten: Vec<Record>,
     dropped: u64,
     written: u64,
 }
 
-impl RecordWriter {
+impl ObservationOutput {
     /// Opens (creates or appends to) the output.
     pub fn open(config: OutputConfig) -> Result<Self, OutputError> {
-        let mut writer = Self {
+        let mut output = Self {
             config,
-            file: None,
             size: 0,
             unwritten: Vec::new(),
             dropped: 0,
             written: 0,
         };
-        if !writer.is_stdout() {
-            writer.reopen()?;
+        if !output.is_stdout() {
+            output.size = output.create()?;
         }
-        Ok(writer)
+        Ok(output)
     }
 
     fn is_stdout(&self) -> bool {
         self.config.path == Path::new("-")
     }
 
-    fn reopen(&mut self) -> Result<(), OutputError> {
+    /// Creates the file if needed; returns its size.
+    fn create(&self) -> Result<u64, OutputError> {
         let path = &self.config.path;
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
+            .and_then(|file| file.metadata())
+            .map(|meta| meta.len())
             .map_err(|source| OutputError::Open {
                 path: path.clone(),
                 source,
-            })?;
-        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        self.file = Some(file);
-        Ok(())
+            })
+    }
+
+    fn compression(&self) -> Compression {
+        if self.config.gzip {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
     }
 
     /// Records written so far.
@@ -161,34 +165,33 @@ impl RecordWriter {
     }
 
     fn write_batch(&mut self, batch: &[Record]) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(batch.len() * 200);
-        for record in batch {
-            serde_json::to_writer(&mut bytes, record)?;
-            bytes.push(b'\n');
-        }
-        if self.config.gzip {
-            let mut encoder =
-                GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::default());
-            encoder.write_all(&bytes)?;
-            bytes = encoder.finish()?;
-        }
         if self.is_stdout() {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&bytes)?;
-            return stdout.flush();
+            let mut writer = RecordWriter::new(std::io::stdout(), self.compression());
+            for record in batch {
+                writer.write(record)?;
+            }
+            return writer.finish();
         }
-        if self.file.is_none() {
-            self.reopen().map_err(|e| match e {
-                OutputError::Open { source, .. } => source,
-                other => std::io::Error::other(other.to_string()),
-            })?;
+        let path = &self.config.path;
+        let before = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let written = (|| {
+            let mut writer = RecordWriter::append(path, self.compression())?;
+            for record in batch {
+                writer.write(record)?;
+            }
+            writer.finish()?;
+            File::open(path)?.sync_data()
+        })();
+        if written.is_err() {
+            // Leave the file as it was (whole lines, whole gzip members): the batch is retried next time,
+            // and a torn line would make the whole file unreadable for `linkguard verify`.
+            let _ = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(before));
         }
-        let Some(file) = self.file.as_mut() else {
-            return Err(std::io::Error::other("output not open"));
-        };
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        self.size += bytes.len() as u64;
+        written?;
+        self.size = std::fs::metadata(path)?.len();
         Ok(())
     }
 
@@ -204,7 +207,6 @@ impl RecordWriter {
             path: path.clone(),
             source,
         };
-        self.file = None;
         let retain = self.config.retain;
         // Shift .N-1 -> .N (the oldest falls off), then the current file becomes .1.
         if retain == 0 {
@@ -222,13 +224,9 @@ impl RecordWriter {
             }
             std::fs::rename(&path, rotated_name(&path, 1)).map_err(rotate_err)?;
         }
-        self.reopen().map_err(|e| match e {
-            OutputError::Open { source, .. } => OutputError::Rotate {
-                path: path.clone(),
-                source,
-            },
-            other => other,
-        })
+        // A fresh, empty current file: whoever follows the path finds it at once.
+        self.size = self.create()?;
+        Ok(())
     }
 }
 
@@ -301,10 +299,10 @@ mod tests {
     fn records_are_appended_as_ndjson_across_writers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("obs.ndjson");
-        let mut writer = RecordWriter::open(config(path.clone())).unwrap();
+        let mut writer = ObservationOutput::open(config(path.clone())).unwrap();
         writer.write(vec![record("a", 1), record("b", 2)]).unwrap();
         drop(writer);
-        let mut writer = RecordWriter::open(config(path.clone())).unwrap();
+        let mut writer = ObservationOutput::open(config(path.clone())).unwrap();
         writer.write(vec![record("c", 3)]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
@@ -317,7 +315,7 @@ mod tests {
     fn gzip_output_is_one_member_per_write_and_decodes_as_a_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("obs.ndjson.gz");
-        let mut writer = RecordWriter::open(OutputConfig {
+        let mut writer = ObservationOutput::open(OutputConfig {
             gzip: true,
             ..config(path.clone())
         })
@@ -346,7 +344,7 @@ mod tests {
     fn rotation_by_size_keeps_the_newest_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("obs.ndjson");
-        let mut writer = RecordWriter::open(OutputConfig {
+        let mut writer = ObservationOutput::open(OutputConfig {
             rotate_bytes: Some(1),
             ..config(path.clone())
         })
@@ -373,20 +371,22 @@ mod tests {
     #[test]
     fn a_failed_write_keeps_records_and_counts_what_did_not_fit() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("obs.ndjson");
-        let mut writer = RecordWriter::open(OutputConfig {
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("obs.ndjson");
+        let mut output = ObservationOutput::open(OutputConfig {
             max_unwritten: 2,
             ..config(path.clone())
         })
         .unwrap();
-        // /dev/full fails every write with ENOSPC.
-        writer.file = Some(OpenOptions::new().append(true).open("/dev/full").unwrap());
-        let err = writer
+        // The directory goes away (an unmounted volume): the write fails, the records stay in memory.
+        std::fs::remove_dir_all(&sub).unwrap();
+        let err = output
             .write(vec![record("a", 1), record("b", 2), record("c", 3)])
             .unwrap_err();
         assert!(err.to_string().contains("2 records kept"), "{err}");
-        writer.reopen().unwrap();
-        writer.write(vec![]).unwrap();
+        std::fs::create_dir(&sub).unwrap();
+        output.write(vec![]).unwrap();
         let records = read_records(&std::fs::read_to_string(&path).unwrap());
         assert_eq!(records.len(), 3);
         assert_eq!(records[..2], values(&[record("b", 2), record("c", 3)]));
@@ -394,5 +394,11 @@ mod tests {
             (records[2]["kind"].as_str(), records[2]["dropped"].as_u64()),
             (Some("drop"), Some(1))
         );
+        // What was written is what `linkguard verify` reads.
+        let read: Vec<Record> = crate::observation::ObservationReader::new([&path])
+            .records()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(read[..2], [record("b", 2), record("c", 3)]);
     }
 }

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
 
-use crate::observation::{ProbeStatus, RECORD_VERSION, Record, RecordBody};
+use crate::observation::{ProbeStatus, RECORD_VERSION, Record, RecordBody, format_time};
 
 /// Where the records come from: the pod and container, when known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,9 +54,13 @@ pub struct Interval {
     pub end: DateTime<Utc>,
 }
 
-/// RFC 3339, UTC, millisecond precision (`2026-01-01T00:00:00.000Z`).
+/// The records' timestamp form ([`format_time`]), truncated to milliseconds: finer is noise next to a
+/// flush interval and costs bytes in every record.
 pub fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+    format_time(
+        time.duration_trunc(TimeDelta::milliseconds(1))
+            .unwrap_or(time),
+    )
 }
 
 /// The bounded in-memory buffer of one interval.
@@ -218,7 +222,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
-                "v": 1, "start": "2026-01-01T00:00:00.000Z", "end": "2026-01-01T00:00:10.000Z",
+                "v": 1, "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:10Z",
                 "pod": "ns/web-0", "container": "app", "pid": 7, "exe": "/usr/bin/app",
                 "kind": "call", "binary": "/usr/bin/app", "buildId": "bb22", "symbol": "lg_hot",
                 "count": 7, "lowerBound": true

@@ -95,6 +95,11 @@ pub fn plan_file(target: &TargetFile, bytes: &[u8], name: &str) -> FilePlan {
     let mut failures = Vec::new();
     for (index, symbol) in target.symbols.iter().enumerate() {
         match resolve(&info, symbol, identity) {
+            Ok(offset) if x86_refuses(&info, bytes, offset) => failures.push(SymbolFailure {
+                symbol: index,
+                status: ProbeStatus::AttachFailed,
+                detail: DETAIL_X86_PREFIX.to_owned(),
+            }),
             Ok(offset) => by_offset.entry(offset).or_default().push(index),
             Err((status, detail)) => failures.push(SymbolFailure {
                 symbol: index,
@@ -112,6 +117,35 @@ pub fn plan_file(target: &TargetFile, bytes: &[u8], name: &str) -> FilePlan {
         points,
         failures,
     }
+}
+
+/// `detail` of a function whose first instruction x86 uprobes refuse.
+pub const DETAIL_X86_PREFIX: &str = "its first instruction has a LOCK or ES/CS/SS/DS segment prefix, which x86 \
+     uprobes refuse (ENOTSUPP, arch/x86/kernel/uprobes.c is_prefix_bad)";
+
+/// Whether the kernel will refuse a uprobe at `offset`: on x86 it rejects an instruction carrying a LOCK
+/// or ES/CS/SS/DS prefix (`is_prefix_bad`), e.g. libcrypto's `OSSL_DECODER_up_ref` starts with `lock addl`.
+/// One such offset makes the kernel refuse the whole uprobe.multi link, so they are left out up front
+/// (`bisect` still catches what this does not know).
+fn x86_refuses(info: &ElfInfo, bytes: &[u8], offset: u64) -> bool {
+    if info.machine != object::elf::EM_X86_64 && info.machine != object::elf::EM_386 {
+        return false;
+    }
+    let Some(code) = usize::try_from(offset)
+        .ok()
+        .and_then(|start| bytes.get(start..))
+    else {
+        return false;
+    };
+    // Legacy prefixes precede the opcode (at most 14 bytes in a valid instruction).
+    for &byte in code.iter().take(14) {
+        match byte {
+            0xf0 | 0x26 | 0x2e | 0x36 | 0x3e => return true,
+            0x66 | 0x67 | 0xf2 | 0xf3 | 0x64 | 0x65 => continue,
+            _ => return false,
+        }
+    }
+    false
 }
 
 fn check_identity(target: &TargetFile, info: &ElfInfo, bytes: &[u8]) -> Result<Identity, String> {
@@ -412,6 +446,56 @@ mod tests {
             failures[0].detail.contains("absent_fn is not defined"),
             "{}",
             failures[0].detail
+        );
+    }
+
+    #[test]
+    fn functions_starting_with_a_lock_prefix_are_left_out_for_the_kernel_would_refuse_them() {
+        let path = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libcrypto.so.3").unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let info = elf::parse(&bytes, "libcrypto").unwrap();
+        let offset = |name: &str| {
+            info.exports
+                .iter()
+                .find(|f| f.name == name)
+                .and_then(|f| f.offset)
+                .unwrap()
+        };
+        // objdump: OSSL_DECODER_up_ref starts with `f0 83 47 28 01  lock addl $0x1,0x28(%rdi)`.
+        assert_eq!(bytes[offset("OSSL_DECODER_up_ref") as usize], 0xf0);
+        let file = target(
+            "/lib/libcrypto.so.3",
+            info.build_id.clone(),
+            vec![
+                symbol("OSSL_DECODER_up_ref", None, None),
+                symbol("SHA256", None, None),
+            ],
+        );
+        let FilePlan::Probe {
+            points, failures, ..
+        } = plan_file(&file, &bytes, "libcrypto")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            points,
+            [PlannedPoint {
+                offset: offset("SHA256"),
+                symbols: vec![1]
+            }]
+        );
+        assert_eq!(failures.len(), 1);
+        assert_eq!(
+            (failures[0].symbol, failures[0].status),
+            (0, ProbeStatus::AttachFailed)
+        );
+        assert!(
+            !x86_refuses(&info, &[0xf3, 0x0f, 0x1e, 0xfa], 0),
+            "endbr64 (f3 prefix) is fine"
+        );
+        assert!(
+            x86_refuses(&info, &[0x66, 0xf0, 0x0f, 0xb1], 0),
+            "lock after an operand-size prefix"
         );
     }
 

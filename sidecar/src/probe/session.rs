@@ -19,6 +19,7 @@ use crate::observation::{ProbeStatus, Record};
 
 use super::ProbeError;
 use super::backend::{AttachPoint, BpfError, ProbeBackend, Scope};
+use super::bisect;
 use super::cookies::CookieTable;
 use super::records::{Aggregator, CallKey, Interval, Origin, ProbeKey, ProcessKey};
 use super::resolve::FilePlan;
@@ -71,7 +72,9 @@ struct FileState<L> {
     symbols: HashMap<u32, Vec<usize>>,
     /// The points in the current link (coverage mode removes the seen ones).
     armed: Vec<AttachPoint>,
-    link: Option<L>,
+    /// The current links: one, or several after `bisect` left the refused functions out (coverage mode
+    /// merges them at its next re-link).
+    links: Vec<L>,
 }
 
 #[derive(Debug)]
@@ -79,7 +82,7 @@ struct ProcessState<L> {
     key: ProcessKey,
     start_time: u64,
     files: HashMap<FileId, FileState<L>>,
-    /// Probe failures of this process, repeated at every window start so each window is complete.
+    /// Probe failures of this process, repeated in every interval while it lives.
     failures: Vec<ProbeKey>,
 }
 
@@ -173,7 +176,7 @@ impl<B: ProbeBackend> Session<B> {
         self.processes
             .values()
             .flat_map(|p| p.files.values())
-            .map(|f| if f.link.is_some() { f.armed.len() } else { 0 })
+            .map(|f| if f.links.is_empty() { 0 } else { f.armed.len() })
             .sum()
     }
 
@@ -202,7 +205,7 @@ impl<B: ProbeBackend> Session<B> {
             points: Vec::new(),
             symbols: HashMap::new(),
             armed: Vec::new(),
-            link: None,
+            links: Vec::new(),
         };
         let (planned, failures) = match plan {
             FilePlan::Mismatch { detail, .. } => {
@@ -269,23 +272,52 @@ impl<B: ProbeBackend> Session<B> {
         if let Err(err) = self.backend.reset_first_seen(&cookies) {
             warn!(%err, "re-arming first-seen events of reused cookies failed");
         }
-        match self
-            .backend
-            .attach(open_path, &state.points, Scope::OneProcess(pid))
-        {
-            Ok(link) => {
-                info!(pid = process.key.pid, binary = %target_file.binary.path, functions = cookies.len(), path = %open_path.display(), "attached");
-                for cookie in &cookies {
-                    self.owners.insert(*cookie, (pid, file));
+        let scope = Scope::OneProcess(pid);
+        let attached = match self.backend.attach(open_path, &state.points, scope) {
+            Err(refusal) if bisect::is_point_specific(&refusal) => {
+                // Some functions cannot be probed: find them, attach the rest (see `bisect`).
+                match bisect::split_unprobeable(
+                    &mut self.backend,
+                    open_path,
+                    &state.points,
+                    scope,
+                    &refusal,
+                ) {
+                    Ok((links, good, bad)) => {
+                        let failed: Vec<u32> = bad.iter().map(|(p, _)| p.cookie).collect();
+                        let keys = unprobeable_keys(&process.key, target_file, &state, &bad);
+                        warn!(pid, binary = %target_file.binary.path, functions = bad.len(), "functions the kernel cannot probe");
+                        report(&mut self.aggregator, process, keys);
+                        state.points = good;
+                        for cookie in &failed {
+                            state.symbols.remove(cookie);
+                        }
+                        self.cookies.free(failed);
+                        if state.points.is_empty() {
+                            process.files.insert(file, state);
+                            return AttachOutcome::Nothing;
+                        }
+                        Ok(links)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            other => other.map(|link| vec![link]),
+        };
+        match attached {
+            Ok(links) => {
+                info!(pid = process.key.pid, binary = %target_file.binary.path, functions = state.points.len(), path = %open_path.display(), "attached");
+                for point in &state.points {
+                    self.owners.insert(point.cookie, (pid, file));
                 }
                 state.armed = state.points.clone();
-                state.link = Some(link);
+                state.links = links;
                 let points = state.points.len();
                 process.files.insert(file, state);
                 AttachOutcome::Attached { points }
             }
             Err(err) => {
-                self.cookies.free(cookies);
+                self.cookies.free(state.points.iter().map(|p| p.cookie));
                 AttachOutcome::Failed(err)
             }
         }
@@ -334,7 +366,7 @@ impl<B: ProbeBackend> Session<B> {
             points: Vec::new(),
             symbols: HashMap::new(),
             armed: Vec::new(),
-            link: None,
+            links: Vec::new(),
         };
         process.files.insert(file, state);
     }
@@ -348,10 +380,10 @@ impl<B: ProbeBackend> Session<B> {
             return;
         };
         for state in process.files.values_mut() {
-            if let Some(link) = state.link.take()
-                && let Err(err) = self.backend.detach(link)
-            {
-                warn!(pid, %err, "detach failed");
+            for link in state.links.drain(..) {
+                if let Err(err) = self.backend.detach(link) {
+                    warn!(pid, %err, "detach failed");
+                }
             }
         }
         let cookies: Vec<u32> = process
@@ -378,6 +410,10 @@ impl<B: ProbeBackend> Session<B> {
             self.owners.remove(cookie);
         }
         self.cookies.free(cookies);
+        // Its failures held until the exit: the interval of the exit reports them too.
+        for key in process.failures {
+            self.aggregator.add_probe(key);
+        }
         debug!(pid, "process no longer followed");
     }
 
@@ -426,25 +462,22 @@ impl<B: ProbeBackend> Session<B> {
         }
     }
 
-    /// Coverage mode: the next window starts, every function traps again until seen. In both modes the
-    /// probe failures of live processes are repeated so that each window's records are complete.
+    /// Coverage mode: the next window starts, every function traps again until seen (no-op in count mode).
     pub fn rearm(&mut self) {
-        let (backend, aggregator) = (&mut self.backend, &mut self.aggregator);
+        if self.mode != Mode::Coverage {
+            return;
+        }
+        let backend = &mut self.backend;
         for (pid, process) in &mut self.processes {
-            for state in process.files.values_mut() {
-                if self.mode == Mode::Coverage && !state.points.is_empty() {
-                    let cookies: Vec<u32> = state.points.iter().map(|p| p.cookie).collect();
-                    if let Err(err) = backend.reset_first_seen(&cookies) {
-                        warn!(pid, %err, "re-arming first-seen events failed");
-                    }
-                    if state.armed.len() != state.points.len() || state.link.is_none() {
-                        state.armed = state.points.clone();
-                        relink(backend, *pid, state);
-                    }
+            for state in process.files.values_mut().filter(|s| !s.points.is_empty()) {
+                let cookies: Vec<u32> = state.points.iter().map(|p| p.cookie).collect();
+                if let Err(err) = backend.reset_first_seen(&cookies) {
+                    warn!(pid, %err, "re-arming first-seen events failed");
                 }
-            }
-            for key in &process.failures {
-                aggregator.add_probe(key.clone());
+                if state.armed.len() != state.points.len() || state.links.len() != 1 {
+                    state.armed = state.points.clone();
+                    relink(backend, *pid, state);
+                }
             }
         }
     }
@@ -481,6 +514,13 @@ impl<B: ProbeBackend> Session<B> {
         if self.mode == Mode::Coverage {
             self.stop_trapping(&hit);
         }
+        // The contract (docs/contracts/observations.md): probe records are written for every interval in
+        // which the condition holds, so that every verification window sees them.
+        for process in self.processes.values() {
+            for key in &process.failures {
+                self.aggregator.add_probe(key.clone());
+            }
+        }
         Ok(self
             .aggregator
             .drain(interval, &self.origin, self.mode == Mode::Coverage))
@@ -490,10 +530,10 @@ impl<B: ProbeBackend> Session<B> {
     pub fn detach_all(&mut self) {
         for (pid, process) in &mut self.processes {
             for state in process.files.values_mut() {
-                if let Some(link) = state.link.take()
-                    && let Err(err) = self.backend.detach(link)
-                {
-                    warn!(pid, %err, "detach failed");
+                for link in state.links.drain(..) {
+                    if let Err(err) = self.backend.detach(link) {
+                        warn!(pid, %err, "detach failed");
+                    }
                 }
             }
         }
@@ -507,16 +547,16 @@ impl<B: ProbeBackend> Session<B> {
 
 /// Detaches the file's current link and attaches its armed points (nothing when none is armed).
 fn relink<B: ProbeBackend>(backend: &mut B, pid: u32, state: &mut FileState<B::Link>) {
-    if let Some(link) = state.link.take()
-        && let Err(err) = backend.detach(link)
-    {
-        warn!(pid, %err, path = %state.open_path.display(), "detach failed");
+    for link in state.links.drain(..) {
+        if let Err(err) = backend.detach(link) {
+            warn!(pid, %err, path = %state.open_path.display(), "detach failed");
+        }
     }
     if state.armed.is_empty() {
         return;
     }
     match backend.attach(&state.open_path, &state.armed, Scope::OneProcess(pid)) {
-        Ok(link) => state.link = Some(link),
+        Ok(link) => state.links.push(link),
         // Most often the process just exited (the next poll removes it); else the next window retries.
         Err(err) => warn!(pid, %err, path = %state.open_path.display(), "re-linking failed"),
     }
@@ -591,6 +631,62 @@ fn failure_keys(
         return vec![key(None)];
     }
     declared
+}
+
+/// `attach-failed` keys for functions the kernel refused: one per declared symbol; the watched ones are
+/// summed up in one whole-file key (unexpected calls of them cannot be seen).
+fn unprobeable_keys<L>(
+    process: &ProcessKey,
+    target: &TargetFile,
+    state: &FileState<L>,
+    bad: &[(AttachPoint, String)],
+) -> Vec<ProbeKey> {
+    let mut keys = Vec::new();
+    let mut watched = Vec::new();
+    for (point, detail) in bad {
+        let symbols = state
+            .symbols
+            .get(&point.cookie)
+            .cloned()
+            .unwrap_or_default();
+        let declared: Vec<usize> = symbols
+            .iter()
+            .copied()
+            .filter(|&i| target.symbols.get(i).is_some_and(|s| s.declared))
+            .collect();
+        if declared.is_empty() {
+            watched.extend(
+                symbols
+                    .iter()
+                    .filter_map(|&i| target.symbols.get(i))
+                    .map(|s| s.name.clone()),
+            );
+        } else {
+            keys.extend(failure_keys(
+                process,
+                target,
+                &state.build_id,
+                declared,
+                ProbeStatus::AttachFailed,
+                detail,
+            ));
+        }
+    }
+    if let (Some(first), Some((_, detail))) = (watched.first(), bad.first()) {
+        let detail = format!(
+            "{} watched functions cannot be probed (first: {first}): {detail}",
+            watched.len()
+        );
+        keys.push(ProbeKey {
+            process: process.clone(),
+            binary: target.binary.path.as_str().into(),
+            build_id: state.build_id.clone(),
+            symbol: None,
+            status: ProbeStatus::AttachFailed,
+            detail: Some(detail.into()),
+        });
+    }
+    keys
 }
 
 fn report<L>(aggregator: &mut Aggregator, process: &mut ProcessState<L>, keys: Vec<ProbeKey>) {

@@ -239,9 +239,12 @@ fn binary_mismatch_attaches_nothing_and_reports_each_declared_function() {
         Some("ffff"),
         "the build-id found on the running file"
     );
-    // Repeated at the next window so each window's evidence is complete.
-    s.rearm();
+    // Repeated in every interval while the process lives, so every window sees it; once more in the
+    // interval of the exit, then no more.
     assert_eq!(probes(&s.flush(interval()).unwrap()).len(), 1);
+    s.remove_process(PID);
+    assert_eq!(probes(&s.flush(interval()).unwrap()).len(), 1);
+    assert!(s.flush(interval()).unwrap().is_empty());
 }
 
 #[test]
@@ -371,4 +374,48 @@ fn a_refused_attach_is_left_to_the_caller_then_recorded() {
         small.attach_file(PID, file(8), index, &path, &plan),
         AttachOutcome::Attached { points: 3 }
     ));
+}
+
+#[test]
+fn functions_the_kernel_refuses_are_reported_and_the_rest_of_the_file_is_attached() {
+    let mut s = session(Mode::Coverage, 64);
+    s.add_process(&process(PID));
+    let path = open_path(PID, SSL);
+    // SSL_connect (declared, 0x100) and SSL_write (watched, 0x300) cannot be probed.
+    s.backend.unprobeable.extend([0x100, 0x300]);
+    let index = ssl_index(&s);
+    let plan = ssl_plan(&s);
+    let outcome = s.attach_file(PID, file(7), index, &path, &plan);
+    assert!(
+        matches!(outcome, AttachOutcome::Attached { points: 1 }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        s.backend.armed(&path, PID),
+        [0x200].into(),
+        "one link with the probeable rest"
+    );
+    s.backend.call(&path, PID, 0x200, 2);
+    let records = s.flush(interval()).unwrap();
+    assert_eq!(
+        calls(&records),
+        [(PID - 4000, "SSL_read".to_owned(), 2, true)]
+    );
+    let failures = probes(&records);
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert_eq!(
+        (failures[0].0.as_deref(), failures[0].1),
+        (None, ProbeStatus::AttachFailed)
+    );
+    assert!(
+        failures[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .starts_with("1 watched functions cannot be probed (first: SSL_write)")
+    );
+    assert_eq!(
+        (failures[1].0.as_deref(), failures[1].1),
+        (Some("SSL_connect"), ProbeStatus::AttachFailed)
+    );
 }
