@@ -7,7 +7,7 @@
 set -euo pipefail
 exe=$1 root=$2
 rm -rf "$root"
-mkdir -p "$root/var/lib/dpkg/info" "$root/etc"
+mkdir -p "$root/var/lib/dpkg/info" "$root/etc" "$root/tmp"
 
 copy() { # copy a host path to the same path in the root, keeping symlinks (usrmerge: /lib -> usr/lib)
   local src=$1 real

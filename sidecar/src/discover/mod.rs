@@ -68,7 +68,11 @@ pub struct AppProcess {
 #[derive(Debug, Clone)]
 struct Decision {
     start_time: u64,
+    /// The link text of /proc/<pid>/exe (what the cache is keyed by).
     exe: String,
+    /// The executable as the app sees it: the map's entrypoint when the process runs one (the link text
+    /// is resolved against linkguard's root, so a chroot or another mount namespace shows a host path).
+    app_exe: String,
     ppid: u32,
     /// Selected for its own sake (pid, entrypoint or cgroup), independent of its parent.
     selected: bool,
@@ -154,9 +158,10 @@ impl Discovery {
         let mut decision = match cached {
             Some(decision) => decision,
             None => {
-                let selected = self.decide(pid, &exe);
+                let (selected, entrypoint) = self.decide(pid, &exe);
                 Decision {
                     start_time: stat.start_time,
+                    app_exe: entrypoint.unwrap_or_else(|| exe.clone()),
                     exe: exe.clone(),
                     ppid: stat.ppid,
                     selected,
@@ -177,7 +182,7 @@ impl Discovery {
                 pid,
                 ns_pid,
                 start_time: stat.start_time,
-                exe: decision.exe.clone(),
+                exe: decision.app_exe.clone(),
                 exe_id: self.proc.exe_id(pid).ok(),
             })
         } else {
@@ -201,32 +206,36 @@ impl Discovery {
         }
     }
 
-    fn decide(&self, pid: u32, exe: &str) -> bool {
+    /// Whether the process is selected, and the map entrypoint it runs (if any).
+    fn decide(&self, pid: u32, exe: &str) -> (bool, Option<String>) {
         if !self.candidate(pid, exe) {
-            return false;
+            return (false, None);
         }
         let selector = &self.selector;
+        let entrypoint = self.runs_entrypoint(pid, exe);
         let selected = selector.pids.contains(&pid)
-            || (selector.entrypoints && self.runs_entrypoint(pid, exe))
+            || (selector.entrypoints && entrypoint.is_some())
             || (selector.cgroup.is_some() && !selector.entrypoints && selector.pids.is_empty());
         if selected {
-            debug!(pid, exe, "app process selected");
+            debug!(pid, exe, ?entrypoint, "app process selected");
         }
-        selected
+        (selected, entrypoint)
     }
 
-    /// The executable is one of the map's entrypoints, by path inside the process's root or by inode (an
-    /// entrypoint given as a symlink, `/usr/bin/python3` -> `python3.11`).
-    fn runs_entrypoint(&self, pid: u32, exe: &str) -> bool {
-        if self.entrypoints.contains(exe) {
-            return true;
+    /// The map entrypoint the process runs, by path inside the process's root or by inode (an entrypoint
+    /// given as a symlink, `/usr/bin/python3` -> `python3.11`; or a process in a chroot or another mount
+    /// namespace, whose exe link text is a path from linkguard's root).
+    fn runs_entrypoint(&self, pid: u32, exe: &str) -> Option<String> {
+        if let Some(entrypoint) = self.entrypoints.get(exe) {
+            return Some(entrypoint.clone());
         }
-        let Ok(running) = self.proc.exe_id(pid) else {
-            return false;
-        };
-        self.entrypoints.iter().any(|entrypoint| {
-            FileId::of_path(&self.proc.in_root(pid, entrypoint)).is_ok_and(|id| id == running)
-        })
+        let running = self.proc.exe_id(pid).ok()?;
+        self.entrypoints
+            .iter()
+            .find(|entrypoint| {
+                FileId::of_path(&self.proc.in_root(pid, entrypoint)).is_ok_and(|id| id == running)
+            })
+            .cloned()
     }
 }
 

@@ -314,8 +314,18 @@ mod tests {
         ));
         let dir = tempfile::tempdir().unwrap();
         let bad = dir.path().join("bad");
-        std::fs::write(&bad, b"\x7fELF not really").unwrap();
-        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Written by a child process: a write fd held here could be inherited by a child that another
+        // test forks meanwhile, and exec would then fail with ETXTBSY instead of ENOEXEC.
+        let status = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "printf '\\177ELF not really' > \"$1\" && chmod 755 \"$1\"",
+                "sh",
+            ])
+            .arg(&bad)
+            .status()
+            .unwrap();
+        assert!(status.success());
         let held = spawn_held(bad.as_os_str(), &[]).unwrap();
         let err = held.release().unwrap_err();
         assert!(err.to_string().contains("Exec format error"), "{err}");

@@ -246,18 +246,12 @@ impl<B: ProbeBackend> Session<B> {
                 "cookie table full ({} probes): raise --max-probes",
                 self.cookies.capacity()
             );
-            let symbols = planned
-                .iter()
-                .flat_map(|p| p.symbols.iter().copied())
-                .collect();
-            let keys = failure_keys(
+            let keys = vec![whole_file_key(
                 &process.key,
                 target_file,
                 &state.build_id,
-                symbols,
-                ProbeStatus::AttachFailed,
                 &detail,
-            );
+            )];
             report(&mut self.aggregator, process, keys);
             process.files.insert(file, state);
             return AttachOutcome::Nothing;
@@ -341,23 +335,10 @@ impl<B: ProbeBackend> Session<B> {
             return;
         };
         let build_id = plan.and_then(FilePlan::build_id).map(Arc::from);
-        let symbols = match plan {
-            Some(FilePlan::Probe { points, .. }) => points
-                .iter()
-                .flat_map(|p| p.symbols.iter().copied())
-                .collect(),
-            Some(FilePlan::Mismatch { .. }) => Vec::new(),
-            None => all_symbols(target_file),
-        };
         warn!(pid, binary = %target_file.binary.path, %detail, "attach failed");
-        let keys = failure_keys(
-            &process.key,
-            target_file,
-            &build_id,
-            symbols,
-            ProbeStatus::AttachFailed,
-            detail,
-        );
+        // Nothing of the file is attached: one whole-file record, which verification applies to every
+        // path of the file (listing each function would repeat thousands of watched ones every flush).
+        let keys = vec![whole_file_key(&process.key, target_file, &build_id, detail)];
         report(&mut self.aggregator, process, keys);
         let state = FileState {
             target,
@@ -621,72 +602,60 @@ fn failure_keys(
         status,
         detail: detail.clone(),
     };
-    let declared: Vec<ProbeKey> = symbols
+    // One key per function. Watched (undeclared) functions are named only when the kernel refused them:
+    // they are expected nowhere, and a library exports many that have no address to probe (IFUNCs).
+    symbols
         .iter()
         .filter_map(|&i| target.symbols.get(i))
-        .filter(|s| s.declared)
+        .filter(|s| s.declared || status == ProbeStatus::AttachFailed)
         .map(|s| key(Some(s.name.as_str().into())))
-        .collect();
-    if declared.is_empty() && !symbols.is_empty() && status != ProbeStatus::Unresolvable {
-        return vec![key(None)];
-    }
-    declared
+        .collect()
 }
 
-/// `attach-failed` keys for functions the kernel refused: one per declared symbol; the watched ones are
-/// summed up in one whole-file key (unexpected calls of them cannot be seen).
+/// One `attach-failed` key for a file of which nothing could be attached: verification applies it to
+/// every path of that file.
+fn whole_file_key(
+    process: &ProcessKey,
+    target: &TargetFile,
+    build_id: &Option<Arc<str>>,
+    detail: &str,
+) -> ProbeKey {
+    ProbeKey {
+        process: process.clone(),
+        binary: target.binary.path.as_str().into(),
+        build_id: build_id.clone(),
+        symbol: None,
+        status: ProbeStatus::AttachFailed,
+        detail: Some(detail.into()),
+    }
+}
+
+/// `attach-failed` keys for functions the kernel refused, one per function (declared or watched): a
+/// record without a symbol would mean the whole file failed, which verification applies to every path of
+/// that file (docs/contracts/observations.md).
 fn unprobeable_keys<L>(
     process: &ProcessKey,
     target: &TargetFile,
     state: &FileState<L>,
     bad: &[(AttachPoint, String)],
 ) -> Vec<ProbeKey> {
-    let mut keys = Vec::new();
-    let mut watched = Vec::new();
-    for (point, detail) in bad {
-        let symbols = state
-            .symbols
-            .get(&point.cookie)
-            .cloned()
-            .unwrap_or_default();
-        let declared: Vec<usize> = symbols
-            .iter()
-            .copied()
-            .filter(|&i| target.symbols.get(i).is_some_and(|s| s.declared))
-            .collect();
-        if declared.is_empty() {
-            watched.extend(
-                symbols
-                    .iter()
-                    .filter_map(|&i| target.symbols.get(i))
-                    .map(|s| s.name.clone()),
-            );
-        } else {
-            keys.extend(failure_keys(
+    bad.iter()
+        .flat_map(|(point, detail)| {
+            let symbols = state
+                .symbols
+                .get(&point.cookie)
+                .cloned()
+                .unwrap_or_default();
+            failure_keys(
                 process,
                 target,
                 &state.build_id,
-                declared,
+                symbols,
                 ProbeStatus::AttachFailed,
                 detail,
-            ));
-        }
-    }
-    if let (Some(first), Some((_, detail))) = (watched.first(), bad.first()) {
-        let detail = format!(
-            "{} watched functions cannot be probed (first: {first}): {detail}",
-            watched.len()
-        );
-        keys.push(ProbeKey {
-            process: process.clone(),
-            binary: target.binary.path.as_str().into(),
-            build_id: state.build_id.clone(),
-            symbol: None,
-            status: ProbeStatus::AttachFailed,
-            detail: Some(detail.into()),
-        });
-    }
-    keys
+            )
+        })
+        .collect()
 }
 
 fn report<L>(aggregator: &mut Aggregator, process: &mut ProcessState<L>, keys: Vec<ProbeKey>) {

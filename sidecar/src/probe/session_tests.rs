@@ -401,21 +401,15 @@ fn functions_the_kernel_refuses_are_reported_and_the_rest_of_the_file_is_attache
         calls(&records),
         [(PID - 4000, "SSL_read".to_owned(), 2, true)]
     );
-    let failures = probes(&records);
-    assert_eq!(failures.len(), 2, "{failures:?}");
+    let mut failures: Vec<_> = probes(&records).into_iter().map(|f| (f.0, f.1)).collect();
+    failures.sort();
+    // One record per refused function, the watched one included: a record without a symbol would say
+    // the whole file failed.
     assert_eq!(
-        (failures[0].0.as_deref(), failures[0].1),
-        (None, ProbeStatus::AttachFailed)
-    );
-    assert!(
-        failures[0]
-            .2
-            .as_deref()
-            .unwrap()
-            .starts_with("1 watched functions cannot be probed (first: SSL_write)")
-    );
-    assert_eq!(
-        (failures[1].0.as_deref(), failures[1].1),
-        (Some("SSL_connect"), ProbeStatus::AttachFailed)
+        failures,
+        [
+            (Some("SSL_connect".to_owned()), ProbeStatus::AttachFailed),
+            (Some("SSL_write".to_owned()), ProbeStatus::AttachFailed),
+        ]
     );
 }

@@ -165,8 +165,10 @@ pub fn render_text(statement: &Statement, max_rows: Option<usize>) -> String {
             "\nunexpected symbols ({}):",
             p.unexpected_symbols.len()
         );
-        let rows: Vec<Vec<String>> = p
-            .unexpected_symbols
+        let listed = max_rows
+            .unwrap_or(p.unexpected_symbols.len())
+            .min(p.unexpected_symbols.len());
+        let rows: Vec<Vec<String>> = p.unexpected_symbols[..listed]
             .iter()
             .map(|u| {
                 vec![
@@ -183,6 +185,13 @@ pub fn render_text(statement: &Statement, max_rows: Option<usize>) -> String {
             &["COUNT", "SYMBOL", "BINARY", "BUILD-ID"],
             &rows,
         );
+        if listed < p.unexpected_symbols.len() {
+            let _ = writeln!(
+                out,
+                "  ... {} more not listed; --max-rows 0 lists all",
+                p.unexpected_symbols.len() - listed
+            );
+        }
         if let Some(o) = p.unexpected_omitted {
             let _ = writeln!(
                 out,
