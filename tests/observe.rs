@@ -732,3 +732,50 @@ fn coverage_mode_stops_trapping_after_the_first_call_and_rearms_each_window() {
     );
     assert_eq!(report["paths"][0]["calls"][0]["lowerBound"], true);
 }
+
+#[test]
+fn a_chrooted_target_is_reported_with_the_entrypoint_as_the_app_sees_it() {
+    let test = "a_chrooted_target_is_reported_with_the_entrypoint_as_the_app_sees_it";
+    if !privileged(test) {
+        return;
+    }
+    // A container's root seen from linkguard: /proc/<pid>/exe reads as a host path (<dir>/root/app)
+    // while the map, and the app, say /app. Records must say /app, or verification (which requires
+    // `exe` to equal the path's entrypoint) credits nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let app = gcc("observe_target.c", &root.join("app"), &["-static"]);
+    let facts = elf_facts(&app);
+    let in_root = Path::new("/app");
+    let map_calls: Vec<MapCall> = ["lg_hot", "lg_cold", "lg_never"]
+        .iter()
+        .map(|s| MapCall::new(s, in_root, &facts))
+        .collect();
+    let map = write_map(dir.path(), in_root, &map_calls);
+
+    let mut chroot = Command::new("chroot");
+    chroot.arg(&root).arg("/app");
+    let mut target = Target::start(chroot);
+    let mut observe = Observe::start(&map, &observe_output(&dir), &["--all", "--mode", "count"]);
+    observe.wait_attached(target.pid, in_root);
+    target.hot(500);
+    let (status, records) = observe.stop();
+    assert!(status.success());
+    assert_eq!(calls(&records, target.pid, "lg_hot"), 500);
+    let exes: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["pid"] == target.pid)
+        .map(|r| &r["exe"])
+        .collect();
+    assert!(!exes.is_empty());
+    assert!(exes.iter().all(|e| *e == "/app"), "{exes:?}");
+    assert!(target.finish().success());
+
+    let (_, report) = verify(&map, &observe_output(&dir));
+    let statuses = path_statuses(&report);
+    assert!(
+        statuses.contains(&("app:lg_hot".to_owned(), "observed".to_owned())),
+        "{statuses:?}"
+    );
+}
