@@ -10,7 +10,6 @@
     reason = "tests: a failed step is a test failure"
 )]
 
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,7 +17,7 @@ use std::process::{Command, Output};
 use object::{Object as _, ObjectSegment as _, ObjectSymbol as _};
 use serde_json::Value;
 
-use linkguard_integration_tests::{linkguard, linkguard_bin};
+use linkguard_integration_tests::{can_run, linkguard, linkguard_bin, missing_capability};
 
 /// The calls doctor makes and must count (linkguard::doctor::TEST_CALLS).
 const TEST_CALLS: u64 = 1000;
@@ -32,18 +31,6 @@ fn privileged(test: &str) -> bool {
     can_run(test, missing_privilege())
 }
 
-/// Whether `reason` (why the test cannot run here) is `None`; otherwise skips or fails as [`privileged`].
-fn can_run(test: &str, reason: Option<String>) -> bool {
-    let Some(reason) = reason else {
-        return true;
-    };
-    if std::env::var_os("LINKGUARD_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
-        panic!("{test}: LINKGUARD_REQUIRE_PRIVILEGED=1 but {reason}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
-    false
-}
-
 fn missing_privilege() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
@@ -53,20 +40,15 @@ fn missing_privilege() -> Option<String> {
     if euid != "0" {
         return Some(format!("needs root (effective uid {euid})"));
     }
-    let cap_eff = field("CapEff:")
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
     // setgid/setuid/setpcap for setpriv; perfmon + bpf for the test attach.
-    for (bit, name) in [
+    if let Some(reason) = missing_capability(&[
         (6, "CAP_SETGID"),
         (7, "CAP_SETUID"),
         (8, "CAP_SETPCAP"),
         (38, "CAP_PERFMON"),
         (39, "CAP_BPF"),
-    ] {
-        if cap_eff & (1u64 << bit) == 0 {
-            return Some(format!("needs {name} (CapEff={cap_eff:#x})"));
-        }
+    ]) {
+        return Some(reason);
     }
     let setpriv = Command::new("setpriv").arg("--version").output();
     if !setpriv.is_ok_and(|o| o.status.success()) {

@@ -32,28 +32,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// `SKIP <test>: <reason>` (to the real stderr) and returns false; with `LINKGUARD_REQUIRE_PRIVILEGED=1` a
 /// missing capability fails the test instead.
 pub fn privileged(test: &str) -> bool {
-    let Some(reason) = missing_privilege() else {
-        return true;
-    };
-    if std::env::var_os("LINKGUARD_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
-        panic!("{test}: LINKGUARD_REQUIRE_PRIVILEGED=1 but {reason}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
-    false
+    linkguard_integration_tests::can_run(test, missing_privilege())
 }
 
 fn missing_privilege() -> Option<String> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
     // CAP_SYS_ADMIN (21) for unshare -m and mount; CAP_PERFMON (38) + CAP_BPF (39) for uprobe.multi.
-    for (bit, name) in [(21, "CAP_SYS_ADMIN"), (38, "CAP_PERFMON"), (39, "CAP_BPF")] {
-        if cap_eff & (1u64 << bit) == 0 {
-            return Some(format!("needs {name} (CapEff={cap_eff:#x}); run as root"));
-        }
+    if let Some(reason) = linkguard_integration_tests::missing_capability(&[
+        (21, "CAP_SYS_ADMIN"),
+        (38, "CAP_PERFMON"),
+        (39, "CAP_BPF"),
+    ]) {
+        return Some(reason);
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());

@@ -95,3 +95,34 @@ pub fn linkguard(args: &[&str]) -> Output {
 pub fn interop_required() -> bool {
     std::env::var("LINKGUARD_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
 }
+
+/// Whether a test that needs privileges may run: `reason` (why it cannot, or `None`) decides. When it cannot,
+/// prints `SKIP <test>: <reason>` to stderr and returns false; with `LINKGUARD_REQUIRE_PRIVILEGED=1` (set by
+/// ci/test as root) it panics instead, so a privileged test never skips silently in CI.
+#[allow(
+    clippy::panic,
+    reason = "test helper: a missing privilege under CI is a test failure"
+)]
+pub fn can_run(test: &str, reason: Option<String>) -> bool {
+    let Some(reason) = reason else {
+        return true;
+    };
+    if std::env::var_os("LINKGUARD_REQUIRE_PRIVILEGED").is_some_and(|v| v == "1") {
+        panic!("{test}: LINKGUARD_REQUIRE_PRIVILEGED=1 but {reason}");
+    }
+    eprintln!("SKIP {test}: {reason}");
+    false
+}
+
+/// The first of `caps` (capability bit, name) missing from this process's effective set, as a reason.
+pub fn missing_capability(caps: &[(u32, &str)]) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    caps.iter()
+        .find(|(bit, _)| cap_eff & (1u64 << bit) == 0)
+        .map(|(_, name)| format!("needs {name} (CapEff={cap_eff:#x}); run as root"))
+}
