@@ -42,7 +42,9 @@ enum Command {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKGUARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // aya logs its own feature probes at WARN when they are refused (an unprivileged `doctor`); linkguard
+        // reports those refusals itself, with the fix. LINKGUARD_LOG=aya=debug brings them back.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aya=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
