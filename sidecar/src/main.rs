@@ -54,6 +54,23 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The whole context chain - what we were doing, on what input, and the cause - with each cause printed
+/// once: library errors often show their source in their own message too.
+fn render_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let message = cause.to_string();
+        if out.contains(&message) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&message);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
@@ -67,9 +84,25 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            // `{:#}` prints the whole context chain: what we were doing, on what input, and the cause.
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render_chain(&err));
             cli::exit_bad_input()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::new(io)
+            .context("cannot read SBOM nope.json: No such file or directory")
+            .context("generating the function map of service \"x\"");
+        assert_eq!(
+            render_chain(&err),
+            "generating the function map of service \"x\": cannot read SBOM nope.json: No such file or directory"
+        );
     }
 }
