@@ -14,7 +14,8 @@ use tokio::io::AsyncWrite;
 
 use crate::error::{Error, Operation, Result, Site};
 use crate::manifest::{Descriptor, ImageManifest, OCI_MANIFEST};
-use crate::reference::{Digest, Reference, host_of};
+use crate::reference::{Digest, Reference};
+use crate::transport::InsecurePolicy;
 
 /// Manifests larger than this are refused (the limit distribution and most registries enforce).
 pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -24,9 +25,8 @@ pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 * 1024 * 1024;
 /// Client configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// Registries (`host` or `host:port`) reached over plain HTTP. `127.0.0.1`, `::1` and `localhost`
-    /// are always allowed; every other registry is HTTPS only.
-    pub insecure_registries: Vec<String>,
+    /// Which registries are reached over plain HTTP (loopback by default; every other one HTTPS only).
+    pub insecure: InsecurePolicy,
     /// Largest manifest or referrers index read, in bytes.
     pub max_manifest_bytes: u64,
     /// Largest artifact layer read, in bytes.
@@ -38,7 +38,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            insecure_registries: Vec::new(),
+            insecure: InsecurePolicy::default(),
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,
             fallback_attempts: 12,
@@ -100,12 +100,7 @@ impl Client {
 
     /// Whether `registry` may be reached over plain HTTP.
     pub fn is_insecure(&self, registry: &str) -> bool {
-        matches!(host_of(registry), "127.0.0.1" | "::1" | "localhost")
-            || self
-                .config
-                .insecure_registries
-                .iter()
-                .any(|r| r == registry || r == host_of(registry))
+        self.config.insecure.allows_plain_http(registry)
     }
 
     pub(crate) fn oci(&self, registry: &str) -> &oci_client::Client {
@@ -396,7 +391,7 @@ mod tests {
     #[test]
     fn plain_http_only_for_loopback_and_listed_registries() {
         let config = ClientConfig {
-            insecure_registries: vec!["reg.internal:5000".to_owned(), "mirror.lan".to_owned()],
+            insecure: InsecurePolicy::new(["reg.internal:5000", "mirror.lan"]).unwrap(),
             ..ClientConfig::default()
         };
         let c = Client::new(config, RegistryAuth::Anonymous).unwrap();

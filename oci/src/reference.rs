@@ -142,14 +142,6 @@ impl Reference {
     }
 }
 
-/// The host part of `registry` without a port (`[::1]:5000` -> `::1`).
-pub(crate) fn host_of(registry: &str) -> &str {
-    if let Some(rest) = registry.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    registry.rsplit_once(':').map_or(registry, |(host, _)| host)
-}
-
 fn invalid(input: &str, reason: &'static str) -> Error {
     Error::InvalidReference {
         input: input.to_owned(),
@@ -281,12 +273,5 @@ mod tests {
         ] {
             assert!(bad.parse::<Reference>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn host_strips_port() {
-        assert_eq!(host_of("127.0.0.1:5000"), "127.0.0.1");
-        assert_eq!(host_of("[::1]:5000"), "::1");
-        assert_eq!(host_of("registry.example"), "registry.example");
     }
 }
