@@ -38,6 +38,9 @@ enum Command {
     Observe(Box<cli::observe::ObserveArgs>),
     /// Check that this machine and container can probe: kernel, capabilities, a real test attach.
     Doctor(cli::doctor::DoctorArgs),
+    /// List and pull the signed reports attached to an image in its registry.
+    #[command(subcommand)]
+    Reports(cli::registry::ReportsCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Attest(cmd) => cli::attest::run(cmd),
         Command::Observe(args) => cli::observe::run(*args),
         Command::Doctor(args) => cli::doctor::run(args),
+        Command::Reports(cmd) => cli::registry::run_reports(cmd),
     };
     match result {
         Ok(code) => code,

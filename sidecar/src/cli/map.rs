@@ -51,6 +51,10 @@ pub enum MapCommand {
     Validate(ValidateArgs),
     /// Print the hot-function catalog: categories and the rules behind them.
     Catalog(CatalogArgs),
+    /// Push a function map as a referrer of its image (signed as DSSE with --key).
+    Push(super::registry::MapPushArgs),
+    /// Pull an image's newest function map, checking its subject (and signature with --key).
+    Pull(super::registry::MapPullArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -132,6 +136,8 @@ pub fn run(cmd: MapCommand) -> anyhow::Result<ExitCode> {
         MapCommand::Generate(args) => run_generate(*args),
         MapCommand::Validate(args) => run_validate(&args.file),
         MapCommand::Catalog(args) => run_catalog(&args.catalogs),
+        MapCommand::Push(args) => super::registry::run_map_push(args),
+        MapCommand::Pull(args) => super::registry::run_map_pull(args),
     }
 }
 

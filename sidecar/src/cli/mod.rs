@@ -6,6 +6,7 @@ pub mod attest;
 pub mod doctor;
 pub mod map;
 pub mod observe;
+pub mod registry;
 pub mod verify;
 
 use std::io::Write as _;

@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Registry commands: `linkguard map push|pull` and `linkguard reports list|pull`.
+//!
+//! Function maps and reports travel as OCI referrers of the image (CONTRACTS.md: artifactType
+//! `application/vnd.stellaops.function-map.v1+json` for maps, the Sigstore bundle type for reports).
+//! The tokio runtime is built here, in the CLI layer, only for these commands; the libraries never
+//! start one. Credentials come from linkguard-oci's defaults (docker config, `LINKGUARD_*REGISTRY_*`);
+//! loopback registries are reached over plain HTTP.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use linkguard::attest::{
+    self, BUNDLE_MEDIA_TYPE, Envelope, FUNCTION_MAP_PAYLOAD_TYPE, SigningKey, VerifyingKey,
+};
+use linkguard::function_map::{self, FunctionMap};
+use linkguard_oci::auth::{AuthConfig, process_env};
+use linkguard_oci::{Client, ClientConfig, Descriptor, Digest, Layer, Reference, ReferrerFilter};
+
+use super::{EXIT_FAIL, EXIT_OK};
+
+/// Layer media type of a signed map.
+pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
+/// Annotation carrying the push time (RFC 3339); "newest" is decided on it.
+pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+/// Annotation naming a report bundle's predicate type.
+pub const PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
+
+/// `map push` arguments.
+#[derive(Debug, clap::Args)]
+pub struct MapPushArgs {
+    /// The image the map describes (NAME:TAG or NAME@sha256:HEX); the map is pushed as its referrer.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// The function map; its subject digest must be the image's.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Sign the map: push a DSSE envelope of it instead of the plain JSON.
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+    /// Environment variable holding the password of an encrypted --key.
+    #[arg(long, value_name = "VAR", default_value = attest::DEFAULT_PASSWORD_ENV)]
+    password_env: String,
+}
+
+/// `map pull` arguments.
+#[derive(Debug, clap::Args)]
+pub struct MapPullArgs {
+    /// The image whose newest function map is pulled.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// Where to write the map (atomically); stdout without it.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Require a DSSE signature on the map that verifies with this public key (SPKI PEM).
+    #[arg(long, value_name = "PUB")]
+    key: Option<PathBuf>,
+}
+
+/// `linkguard reports ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum ReportsCommand {
+    /// List the report bundles attached to an image, newest first.
+    List(ReportsListArgs),
+    /// Pull one report bundle of an image.
+    Pull(ReportsPullArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportsListArgs {
+    /// The image whose reports are listed.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    format: ListFormat,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["latest", "digest"])))]
+pub struct ReportsPullArgs {
+    /// The image whose report is pulled.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// The newest report (by its org.opencontainers.image.created annotation).
+    #[arg(long)]
+    latest: bool,
+    /// The report with this manifest digest.
+    #[arg(long, value_name = "sha256:HEX")]
+    digest: Option<String>,
+    /// Where to write the bundle (atomically).
+    #[arg(long, short, value_name = "FILE")]
+    output: PathBuf,
+}
+
+/// Runs `fut` on a current-thread runtime built for this command.
+fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(rt.block_on(fut))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Pull,
+    Push,
+}
+
+/// A client with the default credentials for `image`'s registry.
+fn client_for(image: &Reference, access: Access) -> anyhow::Result<Client> {
+    let creds = AuthConfig::default()
+        .resolve(image.registry(), &process_env)
+        .with_context(|| format!("resolving credentials for {}", image.registry()))?;
+    let resolved = match access {
+        Access::Pull => creds.pull,
+        Access::Push => creds.push,
+    };
+    tracing::debug!(credentials = %resolved, "registry credentials");
+    Ok(Client::new(
+        ClientConfig::default(),
+        resolved.registry_auth(),
+    )?)
+}
+
+fn parse_image(image: &str) -> anyhow::Result<Reference> {
+    image
+        .parse::<Reference>()
+        .with_context(|| format!("--image {image:?} is not an image reference"))
+}
+
+/// Sorts referrers newest first by their created annotation (those without one last), then by digest
+/// so that the order is deterministic.
+fn sort_newest_first(entries: &mut [Descriptor]) {
+    let created = |d: &Descriptor| {
+        d.annotations
+            .get(CREATED_ANNOTATION)
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+    };
+    entries.sort_by(|a, b| {
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| b.digest.cmp(&a.digest))
+    });
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Prints a refusal and returns exit code 1.
+fn refuse(message: &str) -> ExitCode {
+    eprintln!("refused: {message}");
+    EXIT_FAIL
+}
+
+pub fn run_map_push(args: MapPushArgs) -> anyhow::Result<ExitCode> {
+    let image = parse_image(&args.image)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("reading the map {}", args.file.display()))?;
+    let map = FunctionMap::from_slice(&bytes, &args.file.display().to_string())?;
+    let key = match &args.key {
+        Some(path) => Some(SigningKey::from_pem_file(path, &args.password_env)?),
+        None => None,
+    };
+    let client = client_for(&image, Access::Push)?;
+    block_on(async {
+        let digest = client
+            .resolve(&image)
+            .await
+            .with_context(|| format!("resolving {image}"))?;
+        let Some(map_hex) = map.subject.digest.get("sha256") else {
+            let name = map
+                .subject
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", image.registry(), image.repository()));
+            return Ok(refuse(&format!(
+                "{} is unbound (no image digest in its subject); regenerate with --subject {name}@{digest}",
+                args.file.display()
+            )));
+        };
+        if map_hex != digest.hex() {
+            return Ok(refuse(&format!(
+                "{} describes sha256:{map_hex}, but {image} is {digest}",
+                args.file.display()
+            )));
+        }
+        let layer = match &key {
+            None => Layer {
+                media_type: function_map::MEDIA_TYPE.to_owned(),
+                data: bytes.clone(),
+            },
+            Some(key) => Layer {
+                media_type: DSSE_MEDIA_TYPE.to_owned(),
+                data: attest::sign_envelope(FUNCTION_MAP_PAYLOAD_TYPE, &bytes, key).to_json(),
+            },
+        };
+        let annotations = BTreeMap::from([(CREATED_ANNOTATION.to_owned(), now_rfc3339())]);
+        let pushed = client
+            .push_artifact(
+                &image.at_digest(digest.clone()),
+                function_map::MEDIA_TYPE,
+                vec![layer],
+                annotations,
+            )
+            .await
+            .with_context(|| format!("pushing the map to {image}"))?;
+        eprintln!(
+            "pushed {} map of {} as a referrer of {digest}",
+            if key.is_some() { "signed" } else { "unsigned" },
+            map.predicate.service
+        );
+        println!("{}", pushed.descriptor.digest);
+        Ok(EXIT_OK)
+    })?
+}
+
+pub fn run_map_pull(args: MapPullArgs) -> anyhow::Result<ExitCode> {
+    let image = parse_image(&args.image)?;
+    let key = match &args.key {
+        Some(path) => Some(VerifyingKey::from_pem_file(path)?),
+        None => None,
+    };
+    let client = client_for(&image, Access::Pull)?;
+    let outcome = block_on(async {
+        let digest = client
+            .resolve(&image)
+            .await
+            .with_context(|| format!("resolving {image}"))?;
+        let subject = image.at_digest(digest.clone());
+        let filter = ReferrerFilter {
+            artifact_type: Some(function_map::MEDIA_TYPE.to_owned()),
+            ..ReferrerFilter::default()
+        };
+        let mut entries = client
+            .list_referrers(&subject, &filter)
+            .await
+            .with_context(|| format!("listing the referrers of {subject}"))?;
+        sort_newest_first(&mut entries);
+        let Some(newest) = entries.first() else {
+            return Ok(Err(format!("{image} ({digest}) has no function map")));
+        };
+        let map_digest: Digest = newest.digest.parse()?;
+        let artifact = client
+            .pull_referrer(&subject, &map_digest)
+            .await
+            .with_context(|| format!("pulling the map {map_digest}"))?;
+        Ok::<_, anyhow::Error>(Ok((digest, map_digest, artifact)))
+    })??;
+    let (digest, map_digest, artifact) = match outcome {
+        Ok(pulled) => pulled,
+        Err(message) => return Ok(refuse(&message)),
+    };
+    let [(layer, data)] = artifact.layers.as_slice() else {
+        return Ok(refuse(&format!(
+            "map {map_digest} has {} layers, expected one",
+            artifact.layers.len()
+        )));
+    };
+    let payload = match (layer.media_type.as_str(), &key) {
+        (DSSE_MEDIA_TYPE, key) => {
+            let envelope = match Envelope::from_json(data) {
+                Ok(envelope) => envelope,
+                Err(err) => {
+                    return Ok(refuse(&format!(
+                        "map {map_digest}: bad DSSE envelope: {err}"
+                    )));
+                }
+            };
+            if envelope.payload_type != FUNCTION_MAP_PAYLOAD_TYPE {
+                return Ok(refuse(&format!(
+                    "map {map_digest}: DSSE payloadType is {:?}, not {FUNCTION_MAP_PAYLOAD_TYPE:?}",
+                    envelope.payload_type
+                )));
+            }
+            match key {
+                Some(key) => match attest::verify_envelope(&envelope, key) {
+                    Ok(payload) => payload,
+                    Err(err) => {
+                        return Ok(refuse(&format!(
+                            "map {map_digest}: signature does not verify with {}: {err}",
+                            args.key
+                                .as_deref()
+                                .map_or_else(String::new, |p| p.display().to_string())
+                        )));
+                    }
+                },
+                None => {
+                    eprintln!(
+                        "warning: map {map_digest} is signed, but its signature was not checked: pass --key"
+                    );
+                    envelope.payload
+                }
+            }
+        }
+        (function_map::MEDIA_TYPE, Some(_)) => {
+            return Ok(refuse(&format!(
+                "map {map_digest} is not signed, and --key requires a signature"
+            )));
+        }
+        (function_map::MEDIA_TYPE, None) => data.clone(),
+        (other, _) => {
+            return Ok(refuse(&format!(
+                "map {map_digest} has a layer of type {other:?}"
+            )));
+        }
+    };
+    let map = match FunctionMap::from_slice(&payload, &format!("map {map_digest}")) {
+        Ok(map) => map,
+        Err(err) => return Ok(refuse(&err.to_string())),
+    };
+    match map.subject.digest.get("sha256") {
+        Some(hex) if hex == digest.hex() => {}
+        Some(hex) => {
+            return Ok(refuse(&format!(
+                "map {map_digest} describes sha256:{hex}, not {image} ({digest})"
+            )));
+        }
+        None => {
+            return Ok(refuse(&format!(
+                "map {map_digest} is unbound: it names no image digest"
+            )));
+        }
+    }
+    write_output(args.output.as_deref(), &payload)?;
+    eprintln!(
+        "pulled map {map_digest} of {digest}{}",
+        if key.is_some() {
+            " (signature verified)"
+        } else {
+            ""
+        }
+    );
+    Ok(EXIT_OK)
+}
+
+fn write_output(output: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
+    match output {
+        None => std::io::stdout()
+            .lock()
+            .write_all(bytes)
+            .context("writing to stdout"),
+        Some(path) => super::write_atomically(path, bytes, 0o644, true),
+    }
+}
+
+pub fn run_reports(cmd: ReportsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReportsCommand::List(args) => run_reports_list(&args),
+        ReportsCommand::Pull(args) => run_reports_pull(&args),
+    }
+}
+
+/// The image's report referrers, newest first, and the image digest.
+async fn list_reports(
+    client: &Client,
+    image: &Reference,
+) -> anyhow::Result<(Reference, Vec<Descriptor>)> {
+    let digest = client
+        .resolve(image)
+        .await
+        .with_context(|| format!("resolving {image}"))?;
+    let subject = image.at_digest(digest);
+    let filter = ReferrerFilter {
+        artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
+        ..ReferrerFilter::default()
+    };
+    let mut entries = client
+        .list_referrers(&subject, &filter)
+        .await
+        .with_context(|| format!("listing the referrers of {subject}"))?;
+    sort_newest_first(&mut entries);
+    Ok((subject, entries))
+}
+
+fn run_reports_list(args: &ReportsListArgs) -> anyhow::Result<ExitCode> {
+    let image = parse_image(&args.image)?;
+    let client = client_for(&image, Access::Pull)?;
+    let (_, entries) = block_on(list_reports(&client, &image))??;
+    let annotation = |d: &Descriptor, key: &str| d.annotations.get(key).cloned();
+    let out = match args.format {
+        ListFormat::Json => {
+            let list: Vec<_> = entries
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "digest": d.digest,
+                        "size": d.size,
+                        "created": annotation(d, CREATED_ANNOTATION),
+                        "predicateType": annotation(d, PREDICATE_TYPE_ANNOTATION),
+                        "annotations": d.annotations,
+                    })
+                })
+                .collect();
+            let mut out = serde_json::to_vec_pretty(&list)?;
+            out.push(b'\n');
+            out
+        }
+        ListFormat::Text => entries
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}  {}  {}\n",
+                    d.digest,
+                    annotation(d, CREATED_ANNOTATION).unwrap_or_else(|| "-".to_owned()),
+                    annotation(d, PREDICATE_TYPE_ANNOTATION).unwrap_or_else(|| "-".to_owned())
+                )
+            })
+            .collect::<String>()
+            .into_bytes(),
+    };
+    match std::io::stdout().lock().write_all(&out) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing to stdout")?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
+    let image = parse_image(&args.image)?;
+    let wanted: Option<Digest> = match &args.digest {
+        Some(d) => Some(
+            d.parse()
+                .with_context(|| format!("--digest {d:?} is not sha256:<64 hex>"))?,
+        ),
+        None => None,
+    };
+    let client = client_for(&image, Access::Pull)?;
+    let pulled = block_on(async {
+        let (subject, entries) = list_reports(&client, &image).await?;
+        let digest = match wanted {
+            Some(d) => d,
+            None => match entries.first() {
+                Some(newest) => newest.digest.parse()?,
+                None => return Ok(Err(format!("{subject} has no reports"))),
+            },
+        };
+        let artifact = client
+            .pull_referrer(&subject, &digest)
+            .await
+            .with_context(|| format!("pulling the report {digest}"))?;
+        Ok::<_, anyhow::Error>(Ok(artifact))
+    })??;
+    let artifact = match pulled {
+        Ok(artifact) => artifact,
+        Err(message) => return Ok(refuse(&message)),
+    };
+    if artifact.manifest.artifact_type.as_deref() != Some(BUNDLE_MEDIA_TYPE) {
+        return Ok(refuse(&format!(
+            "{} is not a report: its artifactType is {:?}",
+            artifact.digest, artifact.manifest.artifact_type
+        )));
+    }
+    let Some((_, bundle)) = artifact
+        .layers
+        .iter()
+        .find(|(d, _)| d.media_type == BUNDLE_MEDIA_TYPE)
+    else {
+        return Ok(refuse(&format!(
+            "report {} has no {BUNDLE_MEDIA_TYPE} layer",
+            artifact.digest
+        )));
+    };
+    super::write_atomically(&args.output, bundle, 0o644, true)?;
+    eprintln!(
+        "wrote report {} to {}",
+        artifact.digest,
+        args.output.display()
+    );
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(digest: &str, created: Option<&str>) -> Descriptor {
+        let mut annotations = BTreeMap::new();
+        if let Some(c) = created {
+            annotations.insert(CREATED_ANNOTATION.to_owned(), c.to_owned());
+        }
+        Descriptor {
+            media_type: linkguard_oci::OCI_MANIFEST.to_owned(),
+            digest: digest.to_owned(),
+            size: 1,
+            artifact_type: None,
+            annotations,
+        }
+    }
+
+    #[test]
+    fn newest_first_by_created_then_undated_last() {
+        let mut entries = vec![
+            desc("sha256:a", Some("2026-11-22T04:00:00Z")),
+            desc("sha256:b", None),
+            desc("sha256:c", Some("2026-11-22T05:00:00.500+01:00")),
+            desc("sha256:d", Some("2026-11-22T04:30:00.001Z")),
+        ];
+        sort_newest_first(&mut entries);
+        let order: Vec<_> = entries.iter().map(|d| d.digest.as_str()).collect();
+        assert_eq!(order, ["sha256:d", "sha256:c", "sha256:a", "sha256:b"]);
+    }
+}
