@@ -145,11 +145,16 @@ async fn push_image(addr: &str, repo: &str, flavour: &str) -> (String, Digest) {
 
 /// Pushes a report bundle referrer through the library.
 async fn push_report(image: &str, i: usize) -> String {
-    let client = Client::new(ClientConfig::default(), RegistryAuth::Anonymous).unwrap();
     let bundle = serde_json::json!({"mediaType": BUNDLE, "replica": i});
+    push_bundle(image, serde_json::to_vec(&bundle).unwrap(), i).await
+}
+
+/// Pushes `bundle` as a report referrer of `image`, created at minute `i`.
+async fn push_bundle(image: &str, bundle: Vec<u8>, i: usize) -> String {
+    let client = Client::new(ClientConfig::default(), RegistryAuth::Anonymous).unwrap();
     let layers = vec![Layer {
         media_type: BUNDLE.to_owned(),
-        data: serde_json::to_vec(&bundle).unwrap(),
+        data: bundle,
     }];
     let annotations = BTreeMap::from([
         (
@@ -441,6 +446,82 @@ fn scenario(rt: &tokio::runtime::Runtime, addr: &str) {
     // --latest or --digest is required.
     let out = linkguard(&["reports", "pull", "--image", &image, "--output", s(&first)]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // reports verify: a report signed by the key and about this image's digest passes; a wrong key, or a
+    // correctly signed report about another digest, is refused.
+    let sign = |about_hex: &str, name: &str| {
+        let statement = dir.path().join(format!("{name}.json"));
+        let statement_json = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "app", "digest": {"sha256": about_hex}}],
+            "predicateType": "https://linkguard.dev/attestations/verification-report/v1",
+            "predicate": {"verdict": "pass"}
+        });
+        std::fs::write(&statement, serde_json::to_vec(&statement_json).unwrap()).unwrap();
+        let bundle = dir.path().join(format!("{name}.bundle.json"));
+        ok(&[
+            "attest",
+            "sign",
+            "--input",
+            s(&statement),
+            "--key",
+            s(&key),
+            "--output",
+            s(&bundle),
+        ]);
+        std::fs::read(&bundle).unwrap()
+    };
+    let good = rt.block_on(push_bundle(&image, sign(digest.hex(), "good"), 10));
+    let out = ok(&["reports", "verify", "--image", &image, "--key", s(&pubkey)]);
+    assert!(
+        stdout(&out).contains(&format!("OK: report {good}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("verdict:       pass"),
+        "{}",
+        stdout(&out)
+    );
+    refused(
+        &[
+            "reports",
+            "verify",
+            "--image",
+            &image,
+            "--key",
+            s(&wrong_pub),
+        ],
+        "report",
+    );
+    let elsewhere = rt.block_on(push_bundle(&image, sign(&"ab".repeat(32), "elsewhere"), 11));
+    refused(
+        &["reports", "verify", "--image", &image, "--key", s(&pubkey)],
+        "is about",
+    );
+    ok(&[
+        "reports",
+        "verify",
+        "--image",
+        &image,
+        "--key",
+        s(&pubkey),
+        "--digest",
+        &good,
+    ]);
+    refused(
+        &[
+            "reports",
+            "verify",
+            "--image",
+            &image,
+            "--key",
+            s(&pubkey),
+            "--digest",
+            &elsewhere,
+        ],
+        "is about",
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {

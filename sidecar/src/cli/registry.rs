@@ -67,6 +67,8 @@ pub enum ReportsCommand {
     List(ReportsListArgs),
     /// Pull one report bundle of an image.
     Pull(ReportsPullArgs),
+    /// Verify a report of an image: its signature, and that it is about this image's digest.
+    Verify(ReportsVerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -100,6 +102,28 @@ pub struct ReportsPullArgs {
     /// Where to write the bundle (atomically).
     #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("which").args(["latest", "digest"])),
+    after_help = "Exit status: 0 the report is signed by KEY and its subject is the image's digest, \
+                  1 it is not (or there is no report), 2 bad input or registry errors.\n\n\
+                  Example:\n  linkguard reports verify --image registry.example/app:v1 --key signing.pub"
+)]
+pub struct ReportsVerifyArgs {
+    /// The image whose report is verified.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// The public key (SPKI PEM) the report must be signed with.
+    #[arg(long, value_name = "PUB")]
+    key: PathBuf,
+    /// The newest report (the default).
+    #[arg(long)]
+    latest: bool,
+    /// The report with this manifest digest.
+    #[arg(long, value_name = "sha256:HEX")]
+    digest: Option<String>,
 }
 
 /// Runs `fut` on a current-thread runtime built for this command.
@@ -359,6 +383,7 @@ pub fn run_reports(cmd: ReportsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ReportsCommand::List(args) => run_reports_list(&args),
         ReportsCommand::Pull(args) => run_reports_pull(&args),
+        ReportsCommand::Verify(args) => run_reports_verify(&args),
     }
 }
 
@@ -427,9 +452,22 @@ fn run_reports_list(args: &ReportsListArgs) -> anyhow::Result<ExitCode> {
     Ok(EXIT_OK)
 }
 
-fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
-    let image = parse_image(&args.image)?;
-    let wanted: Option<Digest> = match &args.digest {
+/// A report bundle pulled from the registry, or why there is none to use.
+struct FetchedReport {
+    /// The image, at its digest.
+    subject: Reference,
+    digest: Digest,
+    bundle: Vec<u8>,
+}
+
+/// Pulls the report `wanted` (or the newest) of `image`. `Ok(Err(reason))`: nothing usable (no report, not
+/// a report); `Err`: bad input or a registry error.
+fn fetch_report(
+    image: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<Result<FetchedReport, String>> {
+    let image = parse_image(image)?;
+    let wanted: Option<Digest> = match wanted {
         Some(d) => Some(
             d.parse()
                 .with_context(|| format!("--digest {d:?} is not sha256:<64 hex>"))?,
@@ -450,14 +488,14 @@ fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
             .pull_referrer(&subject, &digest)
             .await
             .with_context(|| format!("pulling the report {digest}"))?;
-        Ok::<_, anyhow::Error>(Ok(artifact))
+        Ok::<_, anyhow::Error>(Ok((subject, artifact)))
     })??;
-    let artifact = match pulled {
-        Ok(artifact) => artifact,
-        Err(message) => return Ok(refuse(&message)),
+    let (subject, artifact) = match pulled {
+        Ok(pulled) => pulled,
+        Err(message) => return Ok(Err(message)),
     };
     if artifact.manifest.artifact_type.as_deref() != Some(BUNDLE_MEDIA_TYPE) {
-        return Ok(refuse(&format!(
+        return Ok(Err(format!(
             "{} is not a report: its artifactType is {:?}",
             artifact.digest, artifact.manifest.artifact_type
         )));
@@ -467,16 +505,76 @@ fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|(d, _)| d.media_type == BUNDLE_MEDIA_TYPE)
     else {
-        return Ok(refuse(&format!(
+        return Ok(Err(format!(
             "report {} has no {BUNDLE_MEDIA_TYPE} layer",
             artifact.digest
         )));
     };
-    super::write_atomically(&args.output, bundle, 0o644, true)?;
+    Ok(Ok(FetchedReport {
+        subject,
+        digest: artifact.digest.clone(),
+        bundle: bundle.clone(),
+    }))
+}
+
+fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
+    let report = match fetch_report(&args.image, args.digest.as_deref())? {
+        Ok(report) => report,
+        Err(message) => return Ok(refuse(&message)),
+    };
+    super::write_atomically(&args.output, &report.bundle, 0o644, true)?;
     eprintln!(
         "wrote report {} to {}",
-        artifact.digest,
+        report.digest,
         args.output.display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn run_reports_verify(args: &ReportsVerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = VerifyingKey::from_pem_file(&args.key)
+        .with_context(|| format!("reading the public key {}", args.key.display()))?;
+    let report = match fetch_report(&args.image, args.digest.as_deref())? {
+        Ok(report) => report,
+        Err(message) => return Ok(refuse(&message)),
+    };
+    let statement = match attest::verify_statement_bundle(&report.bundle, &key) {
+        Ok(statement) => statement,
+        Err(err) if err.is_verification_failure() => {
+            return Ok(refuse(&format!("report {}: {err}", report.digest)));
+        }
+        Err(err) => return Err(err).with_context(|| format!("report {}", report.digest)),
+    };
+    // The signature proves who wrote the statement; the subject proves which image it is about.
+    let image_hex = report
+        .subject
+        .digest()
+        .map(|d| d.hex().to_owned())
+        .unwrap_or_default();
+    let about_image = statement
+        .subject
+        .iter()
+        .any(|s| s.digest.get("sha256").is_some_and(|hex| *hex == image_hex));
+    if !about_image {
+        return Ok(refuse(&format!(
+            "report {} is signed by key {} but is about {:?}, not {}",
+            report.digest,
+            key.keyid(),
+            statement
+                .subject
+                .iter()
+                .map(|s| &s.digest)
+                .collect::<Vec<_>>(),
+            report.subject
+        )));
+    }
+    println!(
+        "OK: report {} of {} is signed by key {}\npredicateType: {}\nverdict:       {}",
+        report.digest,
+        report.subject,
+        key.keyid(),
+        statement.predicate_type,
+        statement.verdict().and_then(|v| v.as_str()).unwrap_or("-")
     );
     Ok(EXIT_OK)
 }
