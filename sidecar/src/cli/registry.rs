@@ -258,20 +258,12 @@ pub fn run_map_pull(args: MapPullArgs) -> anyhow::Result<ExitCode> {
     };
     let client = client_for(&image, Access::Pull)?;
     let outcome = block_on(async {
-        let digest = client
-            .resolve(&image)
-            .await
-            .with_context(|| format!("resolving {image}"))?;
-        let subject = image.at_digest(digest.clone());
-        let filter = ReferrerFilter {
-            artifact_type: Some(function_map::MEDIA_TYPE.to_owned()),
-            ..ReferrerFilter::default()
-        };
-        let mut entries = client
-            .list_referrers(&subject, &filter)
-            .await
-            .with_context(|| format!("listing the referrers of {subject}"))?;
-        sort_newest_first(&mut entries);
+        let (subject, entries) =
+            list_newest_first(&client, &image, function_map::MEDIA_TYPE).await?;
+        let digest = subject
+            .digest()
+            .cloned()
+            .context("a resolved reference carries its digest")?;
         let Some(newest) = entries.first() else {
             return Ok(Err(format!("{image} ({digest}) has no function map")));
         };
@@ -387,10 +379,11 @@ pub fn run_reports(cmd: ReportsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The image's report referrers, newest first, and the image digest.
-async fn list_reports(
+/// The image at its digest, and its referrers of `artifact_type`, newest first.
+async fn list_newest_first(
     client: &Client,
     image: &Reference,
+    artifact_type: &str,
 ) -> anyhow::Result<(Reference, Vec<Descriptor>)> {
     let digest = client
         .resolve(image)
@@ -398,7 +391,7 @@ async fn list_reports(
         .with_context(|| format!("resolving {image}"))?;
     let subject = image.at_digest(digest);
     let filter = ReferrerFilter {
-        artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
+        artifact_type: Some(artifact_type.to_owned()),
         ..ReferrerFilter::default()
     };
     let mut entries = client
@@ -412,7 +405,7 @@ async fn list_reports(
 fn run_reports_list(args: &ReportsListArgs) -> anyhow::Result<ExitCode> {
     let image = parse_image(&args.image)?;
     let client = client_for(&image, Access::Pull)?;
-    let (_, entries) = block_on(list_reports(&client, &image))??;
+    let (_, entries) = block_on(list_newest_first(&client, &image, BUNDLE_MEDIA_TYPE))??;
     let annotation = |d: &Descriptor, key: &str| d.annotations.get(key).cloned();
     let out = match args.format {
         ListFormat::Json => {
@@ -476,7 +469,7 @@ fn fetch_report(
     };
     let client = client_for(&image, Access::Pull)?;
     let pulled = block_on(async {
-        let (subject, entries) = list_reports(&client, &image).await?;
+        let (subject, entries) = list_newest_first(&client, &image, BUNDLE_MEDIA_TYPE).await?;
         let digest = match wanted {
             Some(d) => d,
             None => match entries.first() {
