@@ -9,106 +9,22 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use linkguard_integration_tests::{fixture, interop_required, linkguard};
 use linkguard_oci::{Client, ClientConfig, Digest, Layer, OCI_MANIFEST, Reference, RegistryAuth};
 use reqwest::header::HeaderValue;
 
+#[path = "../oci/tests/support/registries.rs"]
+mod registries;
+use registries::{docker_registry, start_distribution, start_ferro};
+
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const MAP: &str = "application/vnd.stellaops.function-map.v1+json";
 /// The digest the curl-tls fixture map is bound to.
 const FIXTURE_HEX: &str = "4d6f6a1fbbd5cd3ba8e6b7ea5f4bb5a4b1a0a1e3e2f6c3d1b0a9f8e7d6c5b4a3";
-
-/// A running registry on 127.0.0.1; stopped on drop (the child by its own pid).
-struct Registry {
-    addr: String,
-    _storage: tempfile::TempDir,
-    child: Option<Child>,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(server) = &self.server {
-            server.abort();
-        }
-    }
-}
-
-async fn start_ferro() -> Registry {
-    let storage = tempfile::tempdir().unwrap();
-    let store = ferro_blob_store::FsBlobStore::new(storage.path()).unwrap();
-    let app = ferro_oci_server::build_app(Arc::new(store));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Registry {
-        addr,
-        _storage: storage,
-        child: None,
-        server: Some(server),
-    }
-}
-
-fn docker_registry() -> PathBuf {
-    std::env::var_os("LINKGUARD_DOCKER_REGISTRY")
-        .map_or_else(|| PathBuf::from("/usr/bin/docker-registry"), PathBuf::from)
-}
-
-fn start_distribution() -> Registry {
-    let storage = tempfile::tempdir().unwrap();
-    let port = StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = storage.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: {addr}\n",
-            storage.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(docker_registry())
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut registry = Registry {
-        addr: addr.clone(),
-        _storage: storage,
-        child: Some(child),
-        server: None,
-    };
-    // Bounded wait for the listener: 100 x 50 ms.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return registry;
-        }
-        if let Some(Some(status)) = registry.child.as_mut().map(|c| c.try_wait().unwrap()) {
-            panic!("docker-registry exited with {status} before listening on {addr}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("docker-registry did not listen on {addr} within 5 s");
-}
 
 /// Pushes a small OCI image tagged `v1` to `<addr>/<repo>`; returns `addr/repo:v1` and its digest.
 async fn push_image(addr: &str, repo: &str, flavour: &str) -> (String, Digest) {
