@@ -10,6 +10,8 @@
 
 pub mod attest;
 pub mod catalog;
+pub mod chain;
+pub mod daemon;
 pub mod discover;
 pub mod doctor;
 pub mod dpkg;
