@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: Apache-2.0
+//! One verification cycle's pieces: which observation files, which window, the signed report, and what
+//! of it goes into the metrics. Kept free of I/O ordering concerns so each is unit-tested.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::attest::{self, SigningKey};
+use crate::chain::ChainLink;
+use crate::daemon::config::ObservationsConfig;
+use crate::daemon::metrics::Metrics;
+use crate::probe::output::rotated_name;
+use crate::report::{self, PodIdentity, Producer, ReportContext};
+use crate::verify::{Verdict, VerificationResult, Window};
+
+use super::map_source::LoadedMap;
+
+/// The observation files that exist, oldest first: `<current>.<retain>` ... `<current>.1`, `<current>`.
+pub fn observation_files(config: &ObservationsConfig) -> Vec<PathBuf> {
+    let current = config.current_file();
+    (1..=config.retain)
+        .rev()
+        .map(|n| rotated_name(&current, n))
+        .chain(std::iter::once(current.clone()))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The window of `seconds` ending at `end` (the end of the interval just flushed).
+pub fn window_ending(end: DateTime<Utc>, seconds: u64) -> Window {
+    let from = i64::try_from(seconds)
+        .ok()
+        .and_then(TimeDelta::try_seconds)
+        .and_then(|length| end.checked_sub_signed(length));
+    Window {
+        from,
+        to: Some(end),
+    }
+}
+
+/// Where the latest signed report is kept on disk: `latest-report.json` beside the observations
+/// directory (in its parent), so that it is found next to `observations/` and `spool/`.
+pub fn latest_report_path(config: &ObservationsConfig) -> PathBuf {
+    match config.directory.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.join("latest-report.json"),
+        _ => config.directory.join("latest-report.json"),
+    }
+}
+
+/// A signed report: the bundle bytes exactly as they are spooled and pushed.
+#[derive(Debug, Clone)]
+pub struct SignedReport {
+    pub bundle: Vec<u8>,
+}
+
+/// Builds the statement for `result` with the pod identity and the chain `link`, and signs it.
+pub fn sign_report(
+    map: &LoadedMap,
+    result: &VerificationResult,
+    pod: Option<PodIdentity>,
+    link: &ChainLink,
+    key: &SigningKey,
+    now: DateTime<Utc>,
+) -> attest::Result<SignedReport> {
+    let mut ctx = ReportContext {
+        sidecar: Producer::default(),
+        pod,
+        generated_at: now,
+        ..ReportContext::now()
+    };
+    link.apply(&mut ctx);
+    let statement = report::build_statement(&map.map, &map.sha256, result, &ctx);
+    let bundle = attest::sign_statement(&statement.to_json(), key)?.to_json_pretty();
+    Ok(SignedReport { bundle })
+}
+
+/// The pod identity of the configuration, `None` when nothing is known.
+pub fn pod_identity(pod: &crate::daemon::config::PodConfig) -> Option<PodIdentity> {
+    let identity = PodIdentity {
+        name: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        node: pod.node.clone(),
+        container: pod.container.clone(),
+    };
+    (identity != PodIdentity::default()).then_some(identity)
+}
+
+/// Sets the verification gauges.
+pub fn record_metrics(metrics: &Metrics, result: &VerificationResult, took: Duration) {
+    // No expected path: nothing to rate (the gauge keeps its previous value rather than inventing one).
+    if let Some(rate) = result.observation_rate.rate {
+        metrics.set_observation_rate(rate);
+    }
+    metrics.set_observation_rates_by_tag(
+        result
+            .per_tag
+            .iter()
+            .filter_map(|(tag, r)| r.rate.map(|rate| (tag.clone(), rate))),
+    );
+    let omitted = result.unexpected_omitted.as_ref().map_or(0, |o| o.calls);
+    metrics.set_unexpected_symbols(result.unexpected_symbols.len() as u64 + omitted);
+    metrics.set_verify_duration(took);
+    metrics.set_verdict(result.verdict == Verdict::Pass);
+}
+
+/// `namespace/name` of the pod for observation records.
+pub fn record_pod(pod: &crate::daemon::config::PodConfig) -> Option<String> {
+    match (&pod.namespace, &pod.name) {
+        (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
+        (None, Some(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// Whether `path` is on a full file system (ENOSPC / EDQUOT).
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Writes the latest report through a temporary file so readers see the old or the new one whole.
+pub fn write_latest(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".latest-report-")
+        .tempfile_in(dir)?;
+    // A signed report is public evidence, not a secret.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::config::{ObservationFormat, PodConfig};
+
+    #[test]
+    fn observation_files_are_listed_oldest_first_and_only_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ObservationsConfig {
+            directory: dir.path().to_path_buf(),
+            format: ObservationFormat::NdjsonGzip,
+            retain: 3,
+            ..ObservationsConfig::default()
+        };
+        assert!(observation_files(&config).is_empty());
+        for name in [
+            "observations.ndjson.gz",
+            "observations.ndjson.1.gz",
+            "observations.ndjson.3.gz",
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let names: Vec<String> = observation_files(&config)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "observations.ndjson.3.gz",
+                "observations.ndjson.1.gz",
+                "observations.ndjson.gz"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_window_ends_at_the_flush() {
+        let end = DateTime::parse_from_rfc3339("2026-01-01T00:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let w = window_ending(end, 1800);
+        assert_eq!(w.to, Some(end));
+        assert_eq!(w.from.unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn the_latest_report_sits_beside_the_observations() {
+        let config = ObservationsConfig::default();
+        assert_eq!(
+            latest_report_path(&config),
+            Path::new("/var/lib/linkguard/latest-report.json")
+        );
+        let relative = ObservationsConfig {
+            directory: PathBuf::from("obs"),
+            ..ObservationsConfig::default()
+        };
+        assert_eq!(
+            latest_report_path(&relative),
+            Path::new("obs/latest-report.json")
+        );
+    }
+
+    #[test]
+    fn pod_identity_and_record_pod() {
+        assert_eq!(pod_identity(&PodConfig::default()), None);
+        let pod = PodConfig {
+            name: Some("web-0".into()),
+            namespace: Some("shop".into()),
+            ..PodConfig::default()
+        };
+        assert_eq!(pod_identity(&pod).unwrap().name.as_deref(), Some("web-0"));
+        assert_eq!(record_pod(&pod).as_deref(), Some("shop/web-0"));
+        assert_eq!(record_pod(&PodConfig::default()), None);
+    }
+}
