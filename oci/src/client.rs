@@ -1,21 +1,35 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The registry client: configuration, bounded reads, `resolve` and `pull_artifact`.
+//! The registry client: configuration, credentials per registry, bounded reads, `resolve` and
+//! `pull_artifact`.
 //!
-//! Writes go through oci-client. Reads of manifests and of the referrers endpoint are our own GETs on
-//! reqwest (the client oci-client itself uses) because oci-client reads whole bodies without a size
-//! limit and hides the HTTP status the referrers-API probe needs.
+//! Every request is our own on reqwest (the HTTP client oci-client uses) and goes through
+//! `Client::send` (client/send.rs): the pull or push credentials of the request's registry, the
+//! registry's `WWW-Authenticate` challenge answered (HTTP basic, or the bearer-token flow), and
+//! transient failures retried per [`RetryPolicy`]. oci-client is not used on the wire because it
+//! reads whole bodies without a size limit, hides the status and headers this crate needs
+//! (the referrers-API probe, `Retry-After`, `OCI-Subject`), and keeps one credential per registry
+//! where a push needs its own.
 
-use std::collections::BTreeMap;
+mod send;
 
-use oci_client::client::{ClientConfig as OciClientConfig, ClientProtocol};
-use oci_client::manifest::OciDescriptor;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use oci_client::secrets::RegistryAuth;
-use tokio::io::AsyncWrite;
+use reqwest::header::HeaderValue;
 
+use crate::auth::dockerconfig::normalize_registry;
+use crate::auth::{
+    Access, AuthConfig, AuthError, CredentialSet, CredentialSource, Credentials,
+    ResolvedCredentials, process_env,
+};
 use crate::error::{Error, Operation, Result, Site};
-use crate::manifest::{Descriptor, ImageManifest, OCI_MANIFEST};
+use crate::manifest::{Descriptor, ImageManifest, MANIFEST_MEDIA_TYPES, OCI_MANIFEST};
 use crate::reference::{Digest, Reference};
-use crate::transport::InsecurePolicy;
+use crate::transport::{InsecurePolicy, RetryPolicy, TransportConfig};
+
+pub(crate) use send::{Call, error_class};
 
 /// Manifests larger than this are refused (the limit distribution and most registries enforce).
 pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
@@ -33,26 +47,79 @@ pub struct ClientConfig {
     pub max_layer_bytes: u64,
     /// Read-modify-write rounds for the fallback tag before giving up.
     pub fallback_attempts: u32,
+    /// TCP + TLS connect timeout of every request.
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a reply.
+    pub read_timeout: Duration,
+    /// Retries of transient failures: network errors, 429 and 5xx (never 4xx).
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientConfig {
+    /// Loopback-only plain HTTP, 4 MiB manifests, 64 MiB layers, the default transport timeouts and
+    /// retry policy.
     fn default() -> Self {
+        Self::from_transport(&TransportConfig::default())
+    }
+}
+
+impl ClientConfig {
+    /// The insecure policy and timeouts of `transport`, with the default limits and retries.
+    pub fn from_transport(transport: &TransportConfig) -> Self {
         Self {
-            insecure: InsecurePolicy::default(),
+            insecure: transport.insecure.clone(),
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,
             fallback_attempts: 12,
+            connect_timeout: transport.connect_timeout,
+            read_timeout: transport.read_timeout,
+            retry: RetryPolicy::default(),
         }
     }
 }
 
-/// A registry client. Cheap to share behind an `Arc`; every method takes `&self`.
+/// Reads an environment variable.
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Which credentials a registry gets.
+enum CredentialProvider {
+    /// [`Client::new`]: the same credentials for every registry, pull and push.
+    Everywhere(RegistryAuth),
+    /// Resolved from the sources on first use of each registry.
+    Resolve {
+        config: Box<AuthConfig>,
+        env: EnvLookup,
+    },
+    /// Fixed per registry (keys normalized); anonymous elsewhere.
+    Sets(BTreeMap<String, CredentialSet>),
+}
+
+/// The `Authorization` header earned by answering a challenge, per registry, repository and access.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    registry: String,
+    repository: String,
+    access: Access,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    authorization: HeaderValue,
+    /// `None` for basic credentials, which do not expire.
+    expires: Option<Instant>,
+}
+
+/// A registry client. Cheap to share behind an `Arc`; every method takes `&self`, and concurrent
+/// calls are fine.
 pub struct Client {
     pub(crate) config: ClientConfig,
-    pub(crate) auth: RegistryAuth,
-    https: oci_client::Client,
-    http: oci_client::Client,
     pub(crate) raw: reqwest::Client,
+    /// For requests with a body: reqwest's read timeout also runs while the body is being sent,
+    /// so uploads get a deadline that grows with their size instead (client/send.rs).
+    upload: reqwest::Client,
+    provider: CredentialProvider,
+    resolved: Mutex<BTreeMap<String, CredentialSet>>,
+    sessions: Mutex<HashMap<SessionKey, Session>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -75,27 +142,212 @@ pub struct Artifact {
     pub layers: Vec<(Descriptor, Vec<u8>)>,
 }
 
+/// The credentials an operation uses: writes (and the reads inside a push) use the push
+/// credentials, every other read the pull credentials.
+pub(crate) fn access_of(operation: Operation) -> Access {
+    if matches!(
+        operation,
+        Operation::PushArtifact | Operation::UpdateFallbackIndex
+    ) {
+        Access::Push
+    } else {
+        Access::Pull
+    }
+}
+
 impl Client {
-    /// A client with `auth` for every registry (auth per registry arrives with the auth module).
+    /// A client with `auth` for every registry, for pulls and pushes alike.
     pub fn new(config: ClientConfig, auth: RegistryAuth) -> Result<Self> {
-        let oci = |protocol| {
-            oci_client::Client::try_from(OciClientConfig {
-                protocol,
-                ..OciClientConfig::default()
-            })
-            .map_err(|source| Error::OciClient { source })
+        Self::build(config, CredentialProvider::Everywhere(auth))
+    }
+
+    /// A client that resolves each registry's pull and push credentials from `auth`'s sources
+    /// (flags, the process environment, docker config, Kubernetes secret) on first use.
+    pub fn with_credentials(config: ClientConfig, auth: AuthConfig) -> Result<Self> {
+        Self::with_credentials_env(config, auth, process_env)
+    }
+
+    /// [`Client::with_credentials`] reading environment variables through `env` instead of the
+    /// process environment.
+    pub fn with_credentials_env(
+        config: ClientConfig,
+        auth: AuthConfig,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        Self::build(
+            config,
+            CredentialProvider::Resolve {
+                config: Box::new(auth),
+                env: Arc::new(env),
+            },
+        )
+    }
+
+    /// A client with resolved credential sets, one per registry; other registries are anonymous.
+    pub fn with_credential_sets(
+        config: ClientConfig,
+        sets: impl IntoIterator<Item = CredentialSet>,
+    ) -> Result<Self> {
+        let sets = sets
+            .into_iter()
+            .map(|set| (normalize_registry(&set.pull.registry), set))
+            .collect();
+        Self::build(config, CredentialProvider::Sets(sets))
+    }
+
+    fn build(config: ClientConfig, provider: CredentialProvider) -> Result<Self> {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("linkguard-oci/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.connect_timeout)
         };
-        let raw = reqwest::Client::builder()
-            .user_agent(concat!("linkguard-oci/", env!("CARGO_PKG_VERSION")))
+        let raw = builder()
+            .read_timeout(config.read_timeout)
+            .build()
+            .map_err(|source| Error::HttpClient { source })?;
+        let upload = builder()
             .build()
             .map_err(|source| Error::HttpClient { source })?;
         Ok(Self {
-            https: oci(ClientProtocol::Https)?,
-            http: oci(ClientProtocol::Http)?,
             raw,
+            upload,
             config,
-            auth,
+            provider,
+            resolved: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The pull and push credentials this client uses for `registry`, with their sources.
+    pub fn credentials(&self, registry: &str) -> Result<CredentialSet, AuthError> {
+        let key = normalize_registry(registry);
+        let anonymous = || ResolvedCredentials {
+            registry: registry.to_owned(),
+            credentials: Credentials::Anonymous,
+            source: CredentialSource::NoneConfigured,
+        };
+        match &self.provider {
+            CredentialProvider::Everywhere(RegistryAuth::Anonymous) => Ok(CredentialSet {
+                pull: anonymous(),
+                push: anonymous(),
+            }),
+            CredentialProvider::Everywhere(auth) => {
+                let credentials = match auth {
+                    RegistryAuth::Basic(username, password) => Credentials::Basic {
+                        username: username.clone(),
+                        password: password.clone(),
+                    },
+                    RegistryAuth::Bearer(token) => Credentials::Bearer {
+                        token: token.clone(),
+                    },
+                    RegistryAuth::Anonymous => Credentials::Anonymous,
+                };
+                let resolved = ResolvedCredentials {
+                    registry: registry.to_owned(),
+                    credentials,
+                    source: CredentialSource::Programmatic,
+                };
+                Ok(CredentialSet {
+                    pull: resolved.clone(),
+                    push: resolved,
+                })
+            }
+            CredentialProvider::Sets(sets) => {
+                Ok(sets.get(&key).cloned().unwrap_or_else(|| CredentialSet {
+                    pull: anonymous(),
+                    push: anonymous(),
+                }))
+            }
+            CredentialProvider::Resolve { config, env } => {
+                if let Some(set) = self.lock_resolved().get(&key) {
+                    return Ok(set.clone());
+                }
+                // Resolution reads files: done outside the lock; a concurrent first use resolves
+                // twice and stores the same answer.
+                let set = config.resolve(registry, env.as_ref())?;
+                self.lock_resolved().insert(key, set.clone());
+                Ok(set)
+            }
+        }
+    }
+
+    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CredentialSet>> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts).
+        self.resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The credentials for `access` to `site`'s registry, or an error naming the site.
+    pub(crate) fn resolved(&self, site: &Site, access: Access) -> Result<ResolvedCredentials> {
+        let set = self
+            .credentials(&site.registry)
+            .map_err(|source| Error::Auth {
+                site: Box::new(site.clone()),
+                source,
+            })?;
+        Ok(match access {
+            Access::Pull => set.pull,
+            Access::Push => set.push,
+        })
+    }
+
+    fn session_key(site: &Site, access: Access) -> SessionKey {
+        SessionKey {
+            registry: normalize_registry(&site.registry),
+            repository: site.repository.clone(),
+            access,
+        }
+    }
+
+    /// The `Authorization` header for requests to `site` with `access`: a bearer token given as
+    /// credentials, or what an earlier challenge earned (until it expires).
+    pub(crate) fn authorization(
+        &self,
+        site: &Site,
+        access: Access,
+        credentials: &Credentials,
+    ) -> Option<HeaderValue> {
+        let key = Self::session_key(site, access);
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match sessions.get(&key) {
+            Some(s) if s.expires.is_none_or(|e| e > Instant::now()) => {
+                return Some(s.authorization.clone());
+            }
+            Some(_) => {
+                sessions.remove(&key);
+            }
+            None => {}
+        }
+        drop(sessions);
+        match credentials {
+            Credentials::Bearer { token } => HeaderValue::from_str(&format!("Bearer {token}")).ok(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remember_authorization(
+        &self,
+        site: &Site,
+        access: Access,
+        authorization: HeaderValue,
+        lifetime: Option<Duration>,
+    ) {
+        let mut authorization = authorization;
+        authorization.set_sensitive(true);
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                Self::session_key(site, access),
+                Session {
+                    authorization,
+                    expires: lifetime.map(|l| Instant::now() + l),
+                },
+            );
     }
 
     /// Whether `registry` may be reached over plain HTTP.
@@ -103,21 +355,19 @@ impl Client {
         self.config.insecure.allows_plain_http(registry)
     }
 
-    pub(crate) fn oci(&self, registry: &str) -> &oci_client::Client {
-        if self.is_insecure(registry) {
-            &self.http
-        } else {
-            &self.https
-        }
-    }
-
+    /// `<scheme>://<registry>/v2/<repository>`; Docker Hub's API lives at registry-1.docker.io.
     pub(crate) fn base_url(&self, r: &Reference) -> String {
         let scheme = if self.is_insecure(r.registry()) {
             "http"
         } else {
             "https"
         };
-        format!("{scheme}://{}/v2/{}", r.registry(), r.repository())
+        let host = if normalize_registry(r.registry()) == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            r.registry()
+        };
+        format!("{scheme}://{host}/v2/{}", r.repository())
     }
 
     pub(crate) fn site(r: &Reference, operation: Operation) -> Box<Site> {
@@ -137,48 +387,68 @@ impl Client {
         limit: u64,
         what: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let http = |source| Error::Http {
-            site: Box::new(site.clone()),
-            url: url.to_owned(),
-            source,
-        };
-        let mut req = self.raw.get(url).header(reqwest::header::ACCEPT, accept);
-        req = match &self.auth {
-            RegistryAuth::Anonymous => req,
-            RegistryAuth::Basic(user, password) => req.basic_auth(user, Some(password)),
-            RegistryAuth::Bearer(token) => req.bearer_auth(token),
-        };
-        let mut resp = req.send().await.map_err(http)?;
-        let status = resp.status().as_u16();
-        if status == 404 || status == 405 {
-            return Ok(None);
-        }
-        if !(200..300).contains(&status) {
-            return Err(Error::UnexpectedStatus {
-                site: Box::new(site.clone()),
-                url: url.to_owned(),
-                status,
-            });
-        }
-        let too_large = || Error::TooLarge {
-            site: Box::new(site.clone()),
-            what: what.to_owned(),
-            limit,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(http)? {
-            if (body.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Some(body))
+        Ok(self
+            .get_bounded_typed(site, url, accept, limit, what)
+            .await?
+            .map(|(body, _)| body))
     }
 
-    /// A manifest's bytes and digest. A digest reference is checked against the bytes received.
+    /// [`Client::get_bounded`], with the reply's `Content-Type` (parameters dropped, lower case).
+    pub(crate) async fn get_bounded_typed(
+        &self,
+        site: &Site,
+        url: &str,
+        accept: &str,
+        limit: u64,
+        what: &str,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        Ok(self
+            .get_page(site, url, accept, limit, what)
+            .await?
+            .map(|page| (page.body, page.content_type)))
+    }
+
+    /// [`Client::get_bounded_typed`], with the URL of the next page when the reply has a
+    /// `Link: <...>; rel="next"` header (distribution spec, "Listing Referrers": registries may
+    /// paginate with RFC 8288 links), resolved against `url`.
+    pub(crate) async fn get_page(
+        &self,
+        site: &Site,
+        url: &str,
+        accept: &str,
+        limit: u64,
+        what: &str,
+    ) -> Result<Option<Page>> {
+        let call = Call::new(reqwest::Method::GET, url, access_of(site.operation)).accept(accept);
+        self.send_and_read(site, &call, self.config.retry, |resp| async move {
+            let status = resp.status().as_u16();
+            if status == 404 || status == 405 {
+                return Ok(None);
+            }
+            if !(200..300).contains(&status) {
+                return Err(send::rejected(site, url, resp).await);
+            }
+            let content_type = send::content_type(&resp);
+            let next = resp
+                .headers()
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link)
+                .and_then(|link| reqwest::Url::parse(url).ok()?.join(&link).ok())
+                .map(String::from);
+            let body = send::read_limited(site, url, resp, limit, what).await?;
+            Ok(Some(Page {
+                body,
+                content_type,
+                next,
+            }))
+        })
+        .await
+    }
+
+    /// A manifest's bytes and digest. A digest reference is checked against the bytes received, and
+    /// a manifest served as (or declaring) a manifest media type other than `accept` is refused.
     pub(crate) async fn get_manifest(
         &self,
         r: &Reference,
@@ -190,7 +460,10 @@ impl Client {
         let url = format!("{}/manifests/{reference}", self.base_url(r));
         let what = format!("manifest {reference}");
         let limit = self.config.max_manifest_bytes;
-        let Some(body) = self.get_bounded(&site, &url, accept, limit, &what).await? else {
+        let Some((body, content_type)) = self
+            .get_bounded_typed(&site, &url, accept, limit, &what)
+            .await?
+        else {
             return Ok(None);
         };
         let actual = Digest::of(&body);
@@ -202,12 +475,13 @@ impl Client {
                 actual: actual.to_string(),
             });
         }
+        check_manifest_type(&site, &what, accept, content_type.as_deref(), &body)?;
         Ok(Some((body, actual)))
     }
 
     /// The descriptor of the manifest `r` names (media type, digest, size), as a subject needs it.
     pub(crate) async fn describe(&self, r: &Reference, operation: Operation) -> Result<Descriptor> {
-        let accept = crate::manifest::MANIFEST_MEDIA_TYPES.join(", ");
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
         let (body, digest) = self
             .get_manifest(r, operation, &accept)
             .await?
@@ -215,19 +489,13 @@ impl Client {
                 site: Self::site(r, operation),
                 reference: r.manifest_ref(),
             })?;
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct MediaType {
-            media_type: Option<String>,
-        }
-        let media_type = serde_json::from_slice::<MediaType>(&body)
-            .map_err(|e| Error::InvalidManifest {
+        let media_type = body_media_type(&body)
+            .map_err(|reason| Error::InvalidManifest {
                 site: Self::site(r, operation),
                 what: format!("manifest {}", r.manifest_ref()),
                 expected: "image manifest or index",
-                reason: e.to_string(),
+                reason,
             })?
-            .media_type
             .unwrap_or_else(|| OCI_MANIFEST.to_owned());
         Ok(Descriptor {
             media_type,
@@ -275,7 +543,14 @@ impl Client {
         })
     }
 
-    async fn pull_blob(&self, r: &Reference, site: &Site, layer: &Descriptor) -> Result<Vec<u8>> {
+    /// The blob `layer` describes, checked against the layer limit, its declared size (never more
+    /// is read) and its digest.
+    pub(crate) async fn pull_blob(
+        &self,
+        r: &Reference,
+        site: &Site,
+        layer: &Descriptor,
+    ) -> Result<Vec<u8>> {
         let what = format!("blob {}", layer.digest);
         let limit = self.config.max_layer_bytes;
         let expected: Digest = layer.digest.parse()?;
@@ -286,45 +561,24 @@ impl Client {
                 limit,
             });
         }
-        let descriptor = OciDescriptor {
-            media_type: layer.media_type.clone(),
-            digest: layer.digest.clone(),
-            size: i64::try_from(layer.size).unwrap_or(i64::MAX),
-            ..OciDescriptor::default()
-        };
-        let mut out = BoundedWriter {
-            buf: Vec::new(),
-            limit: layer.size,
-            overflowed: false,
-        };
-        let pulled = self
-            .oci(r.registry())
-            .pull_blob(&r.to_oci(), &descriptor, &mut out)
-            .await;
-        if let Err(source) = pulled {
-            if out.overflowed {
-                return Err(Error::TooLarge {
-                    site: Box::new(site.clone()),
-                    what: format!("{what} (larger than the size its descriptor declares)"),
-                    limit: layer.size,
-                });
-            }
-            return Err(match source {
-                oci_client::errors::OciDistributionError::DigestError(_) => Error::DigestMismatch {
-                    site: Box::new(site.clone()),
-                    what,
-                    expected: expected.to_string(),
-                    actual: Digest::of(&out.buf).to_string(),
-                },
-                source => Error::Registry {
-                    site: Box::new(site.clone()),
-                    source,
-                },
-            });
-        }
-        // oci-client checked the digest already; check again so this function's guarantee does not
-        // rest on another crate's internals.
-        let actual = Digest::of(&out.buf);
+        let url = format!("{}/blobs/{expected}", self.base_url(r));
+        let oversize = format!("{what} (larger than the size its descriptor declares)");
+        let call = Call::new(reqwest::Method::GET, &url, access_of(site.operation));
+        let (url_ref, oversize_ref, size, digest_ref) =
+            (url.as_str(), oversize.as_str(), layer.size, &expected);
+        let data = self
+            .send_and_read(site, &call, self.config.retry, |resp| async move {
+                match resp.status().as_u16() {
+                    200..=299 => send::read_limited(site, url_ref, resp, size, oversize_ref).await,
+                    404 => Err(Error::NotFound {
+                        site: Box::new(site.clone()),
+                        reference: digest_ref.to_string(),
+                    }),
+                    _ => Err(send::rejected(site, url_ref, resp).await),
+                }
+            })
+            .await?;
+        let actual = Digest::of(&data);
         if actual != expected {
             return Err(Error::DigestMismatch {
                 site: Box::new(site.clone()),
@@ -333,60 +587,179 @@ impl Client {
                 actual: actual.to_string(),
             });
         }
-        if out.buf.len() as u64 != layer.size {
+        if data.len() as u64 != layer.size {
             return Err(Error::SizeMismatch {
                 site: Box::new(site.clone()),
                 what,
                 expected: layer.size,
-                actual: out.buf.len() as u64,
+                actual: data.len() as u64,
             });
         }
-        Ok(out.buf)
+        Ok(data)
     }
 }
 
-/// Collects a blob in memory and fails the write that would pass `limit` bytes, so a registry
-/// cannot make us buffer more than the descriptor declared.
-struct BoundedWriter {
-    buf: Vec<u8>,
-    limit: u64,
-    overflowed: bool,
+/// One reply of a paginated GET.
+pub(crate) struct Page {
+    /// The body, at most the limit asked for.
+    pub(crate) body: Vec<u8>,
+    /// `Content-Type` without parameters, lower case.
+    pub(crate) content_type: Option<String>,
+    /// The absolute URL of the next page.
+    pub(crate) next: Option<String>,
 }
 
-impl AsyncWrite for BoundedWriter {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if (self.buf.len() + data.len()) as u64 > self.limit {
-            self.overflowed = true;
-            return std::task::Poll::Ready(Err(std::io::Error::other(
-                "blob larger than its descriptor",
+/// The target of the `rel="next"` link in a `Link` header value (RFC 8288:
+/// `<uri>; rel="next", <uri2>; rel="prev"`).
+fn next_link(header: &str) -> Option<String> {
+    let mut rest = header;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let params_end = rest[close..].find('<').map_or(rest.len(), |i| close + i);
+        let is_next = rest[close + 1..params_end].split(';').any(|param| {
+            let Some((key, value)) = param.split_once('=') else {
+                return false;
+            };
+            key.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_end_matches(',')
+                    .trim()
+                    .trim_matches('"')
+                    .split_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.to_owned());
+        }
+        rest = &rest[params_end..];
+    }
+    None
+}
+
+/// Manifest media types, as opposed to generic ones (`application/json`, `octet-stream`) some
+/// servers put on everything.
+fn is_manifest_type(media_type: &str) -> bool {
+    [
+        "application/vnd.oci.image.manifest.",
+        "application/vnd.oci.image.index.",
+        "application/vnd.oci.artifact.manifest.",
+        "application/vnd.docker.distribution.manifest.",
+    ]
+    .iter()
+    .any(|prefix| media_type.starts_with(prefix))
+}
+
+/// The `mediaType` a manifest declares; `Err` when the bytes are not a JSON object.
+fn body_media_type(body: &[u8]) -> Result<Option<String>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MediaType {
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<MediaType>(body)
+        .map(|m| m.media_type)
+        .map_err(|e| e.to_string())
+}
+
+/// Refuses a manifest whose `Content-Type` or declared `mediaType` is a manifest type the caller
+/// did not ask for (an index where a manifest was expected, a Docker list for an OCI index), or
+/// whose `Content-Type` contradicts its `mediaType`. Generic content types are not held against
+/// a registry; the body's `mediaType` is checked by the caller's parser.
+pub(crate) fn check_manifest_type(
+    site: &Site,
+    what: &str,
+    accept: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<()> {
+    let accepted: Vec<&str> = accept.split(',').map(str::trim).collect();
+    let invalid = |reason: String| Error::InvalidManifest {
+        site: Box::new(site.clone()),
+        what: what.to_owned(),
+        expected: "manifest of the requested media type",
+        reason,
+    };
+    let served = content_type.filter(|t| is_manifest_type(t));
+    if let Some(served) = served
+        && !accepted.contains(&served)
+    {
+        return Err(invalid(format!(
+            "the registry served it as {served}, but {accept} was requested"
+        )));
+    }
+    let declared = body_media_type(body).ok().flatten();
+    if let Some(declared) = declared.as_deref().filter(|t| is_manifest_type(t)) {
+        if !accepted.contains(&declared) {
+            return Err(invalid(format!(
+                "its mediaType is {declared}, but {accept} was requested"
             )));
         }
-        self.buf.extend_from_slice(data);
-        std::task::Poll::Ready(Ok(data.len()))
+        if let Some(served) = served
+            && served != declared
+        {
+            return Err(invalid(format!(
+                "the registry served it as {served}, but its mediaType is {declared}"
+            )));
+        }
     }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links() {
+        assert_eq!(
+            next_link(r#"</v2/a/referrers/sha256:1?n=2&last=x>; rel="next""#).as_deref(),
+            Some("/v2/a/referrers/sha256:1?n=2&last=x")
+        );
+        assert_eq!(
+            next_link(r#"<https://r/prev>; rel="prev", <https://r/next>; type="x"; rel=next"#)
+                .as_deref(),
+            Some("https://r/next")
+        );
+        assert_eq!(next_link(r#"<https://r/prev>; rel="prev""#), None);
+        assert_eq!(next_link("garbage <unterminated; rel=next"), None);
+    }
+
+    #[test]
+    fn manifest_types_must_match_what_was_asked() {
+        let site = Site {
+            registry: "r".into(),
+            repository: "a".into(),
+            operation: Operation::PullArtifact,
+        };
+        let manifest = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}"}}"#);
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
+        let check = |ct: Option<&str>, body: &str| {
+            check_manifest_type(&site, "m", OCI_MANIFEST, ct, body.as_bytes())
+        };
+        assert!(check(Some(OCI_MANIFEST), &manifest).is_ok());
+        assert!(check(None, &manifest).is_ok());
+        assert!(
+            check(Some("application/json"), &manifest).is_ok(),
+            "generic types are not held against a registry"
+        );
+        assert!(check(Some("application/vnd.oci.image.index.v1+json"), &manifest).is_err());
+        assert!(check(Some(OCI_MANIFEST), index).is_err());
+        assert!(check(None, index).is_err());
+        let describe = MANIFEST_MEDIA_TYPES.join(", ");
+        assert!(
+            check_manifest_type(
+                &site,
+                "m",
+                &describe,
+                Some("application/vnd.docker.distribution.manifest.v2+json"),
+                manifest.as_bytes()
+            )
+            .is_err(),
+            "served type and mediaType disagree"
+        );
+    }
 
     #[test]
     fn plain_http_only_for_loopback_and_listed_registries() {

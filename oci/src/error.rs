@@ -186,6 +186,67 @@ pub enum Error {
         /// How many read-modify-write rounds were tried.
         attempts: u32,
     },
+    /// An OCI image layout (a bundle archive or its unpacked content) was refused.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    /// A copy reached one of its limits (`CopyOptions`).
+    #[error("copying {image}: more than {limit} {what}; refusing to continue")]
+    CopyLimit {
+        /// The image being copied.
+        image: String,
+        /// What was counted.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// Credentials could not be resolved, or the registry refused them; names the credential
+    /// source that was tried.
+    #[error("{site}: {source}")]
+    Auth {
+        /// Where it failed.
+        site: Box<Site>,
+        /// Which credentials, from where, and what the user can do.
+        #[source]
+        source: crate::auth::AuthError,
+    },
+    /// The registry refused a request for a reason it stated (an error envelope such as
+    /// `MANIFEST_BLOB_UNKNOWN`, or the start of its reply).
+    #[error("{site}: {url} answered HTTP {status}: {detail}")]
+    Rejected {
+        /// Where it failed.
+        site: Box<Site>,
+        /// The URL requested.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's error codes and messages.
+        detail: String,
+        /// The registry's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// A reply that breaks the distribution protocol (no upload `Location`, a token answer without a
+    /// token), or a server this client will not send credentials to.
+    #[error("{site}: {url}: {detail}")]
+    Protocol {
+        /// Where it failed.
+        site: Box<Site>,
+        /// The URL concerned.
+        url: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A transient failure (network error, 429, 5xx) persisted through every attempt the retry
+    /// policy allows.
+    #[error("{source} (gave up after {attempts} attempts in {:.1} s)", elapsed.as_secs_f64())]
+    RetriesExhausted {
+        /// How many attempts were made, the first included.
+        attempts: u32,
+        /// Time from the first attempt to giving up.
+        elapsed: std::time::Duration,
+        /// The last attempt's failure (it names the registry, repository and operation).
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// Result alias of this crate.

@@ -125,21 +125,6 @@ impl Reference {
             (None, None) => "latest".to_owned(),
         }
     }
-
-    pub(crate) fn to_oci(&self) -> oci_client::Reference {
-        match &self.digest {
-            Some(d) => oci_client::Reference::with_digest(
-                self.registry.clone(),
-                self.repository.clone(),
-                d.to_string(),
-            ),
-            None => oci_client::Reference::with_tag(
-                self.registry.clone(),
-                self.repository.clone(),
-                self.manifest_ref(),
-            ),
-        }
-    }
 }
 
 fn invalid(input: &str, reason: &'static str) -> Error {

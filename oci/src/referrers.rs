@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use crate::client::Client;
@@ -20,6 +20,7 @@ use crate::manifest::{
     artifact_manifest, referrer_entry,
 };
 use crate::reference::{Digest, Reference};
+use crate::transport::RetryClass;
 
 /// How referrers of a subject are found in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,38 +132,25 @@ fn validated_entries(index: ImageIndex) -> Vec<Descriptor> {
         .collect()
 }
 
+/// Pages of a paginated referrers list read at most (each bounded by the manifest size limit).
+const MAX_REFERRERS_PAGES: u32 = 64;
+
 /// Rounds of blob + manifest upload when the registry reports a blob it has just accepted unknown.
 const PUSH_ATTEMPTS: u32 = 4;
 
-fn is_concurrent_upload_race(e: &oci_client::errors::OciDistributionError) -> bool {
-    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+/// distribution 2.8 answers MANIFEST_BLOB_UNKNOWN (or 500, retried by the transport) while a
+/// concurrent upload of the same blob (every artifact shares the empty config) is being committed.
+fn is_concurrent_upload_race(e: &Error) -> bool {
     match e {
-        E::RequestError(r) => r.status().is_some_and(|s| s.is_server_error()),
-        E::ServerError {
-            code: 500..=599, ..
-        } => true,
-        E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            matches!(
-                x.code,
-                OciErrorCode::ManifestBlobUnknown | OciErrorCode::BlobUnknown
-            )
-        }),
-        // oci-client keeps a 400's body as text when it cannot map it to an envelope.
-        E::ServerError {
-            code: 400, message, ..
-        } => message.contains("BLOB_UNKNOWN"),
+        Error::Rejected { detail, .. } => detail.contains("BLOB_UNKNOWN"),
+        Error::RetriesExhausted { source, .. } => is_concurrent_upload_race(source),
         _ => false,
     }
 }
 
-fn is_server_error(e: &oci_client::errors::OciDistributionError) -> bool {
-    matches!(
-        e,
-        oci_client::errors::OciDistributionError::ServerError {
-            code: 500..=599,
-            ..
-        }
-    )
+/// Whether another read-modify-write round may get past `e` (a registry busy replacing the tag).
+fn is_transient(e: &Error) -> bool {
+    crate::client::error_class(e) != RetryClass::Permanent
 }
 
 /// A random-ish delay in `[base, 2*base)`: concurrent writers must not retry in lockstep.
@@ -186,10 +174,6 @@ impl Client {
     ) -> Result<Pushed> {
         let op = Operation::PushArtifact;
         let site = Self::site(subject, op);
-        let registry_err = |source| Error::Registry {
-            site: site.clone(),
-            source,
-        };
         let subject_desc = self.describe(subject, op).await?;
         let subject_digest: Digest = subject_desc.digest.parse()?;
         let manifest = artifact_manifest(subject_desc, artifact_type, &layers, annotations);
@@ -201,54 +185,56 @@ impl Client {
         })?;
         let digest = Digest::of(&body);
         let target = subject.at_digest(digest.clone());
-        let oci = self.oci(subject.registry());
-        let oci_ref = target.to_oci();
-        oci.store_auth_if_needed(subject.registry(), &self.auth)
-            .await;
 
-        let blobs: Vec<(&str, &[u8])> = std::iter::once((OCI_EMPTY, EMPTY_CONFIG))
-            .chain(
-                layers
-                    .iter()
-                    .map(|l| (l.media_type.as_str(), l.data.as_slice())),
-            )
-            .collect();
+        // Blobs are shared by every attempt (`Bytes`), never copied: layers may be large.
+        let blobs: Vec<(String, Digest, Bytes)> =
+            std::iter::once((OCI_EMPTY.to_owned(), Bytes::from_static(EMPTY_CONFIG)))
+                .chain(
+                    layers
+                        .into_iter()
+                        .map(|l| (l.media_type, Bytes::from(l.data))),
+                )
+                .map(|(media_type, data)| (media_type, Digest::of(&data), data))
+                .collect();
         let size = body.len() as u64;
+        let body = Bytes::from(body);
         let mut backoff = Duration::from_millis(50);
+        let mut oci_subject = None;
         for attempt in 1..=PUSH_ATTEMPTS {
             let round = async {
-                for (media_type, data) in &blobs {
-                    let blob_digest = Digest::of(data);
-                    if oci.blob_exists(&oci_ref, blob_digest.as_str()).await? {
+                for (media_type, blob_digest, data) in &blobs {
+                    if self.blob_exists(&target, &site, blob_digest).await? {
                         continue;
                     }
                     debug!(%blob_digest, media_type, size = data.len(), "push blob");
-                    oci.push_blob(&oci_ref, data.to_vec(), blob_digest.as_str())
+                    self.push_blob(&target, &site, data.clone(), blob_digest)
                         .await?;
                 }
-                oci.push_manifest_raw(
-                    &oci_ref,
-                    body.clone(),
-                    HeaderValue::from_static(OCI_MANIFEST),
-                )
-                .await
+                self.push_manifest(&target, &site, body.clone(), OCI_MANIFEST)
+                    .await
             };
             match round.await {
-                Ok(_) => break,
-                // distribution 2.8 answers 500 or MANIFEST_BLOB_UNKNOWN while a concurrent upload of
-                // the same blob (every artifact shares the empty config) is being committed.
+                Ok(header) => {
+                    oci_subject = header;
+                    break;
+                }
                 Err(e) if attempt < PUSH_ATTEMPTS && is_concurrent_upload_race(&e) => {
                     debug!(%digest, attempt, error = %e, "blob upload raced with another writer; pushing again");
                     tokio::time::sleep(jittered(backoff)).await;
                     backoff *= 2;
                 }
-                Err(e) => return Err(registry_err(e)),
+                Err(e) => return Err(e),
             }
         }
         let entry = referrer_entry(&manifest, &digest, size);
 
-        // oci-client does not expose the PUT's `OCI-Subject` header, so ask the referrers endpoint.
-        let mode = self.referrers_mode(subject, &subject_digest).await?;
+        // Registries with the referrers API answer the PUT with `OCI-Subject` (distribution spec
+        // "Pushing Manifests with Subject"); without it, ask the referrers endpoint.
+        let mode = if oci_subject.as_deref() == Some(subject_digest.as_str()) {
+            ReferrersMode::Api
+        } else {
+            self.referrers_mode(subject, &subject_digest).await?
+        };
         if mode == ReferrersMode::FallbackTag {
             self.add_to_fallback_index(subject, &subject_digest, &entry)
                 .await?;
@@ -293,13 +279,45 @@ impl Client {
         }
         let what = format!("referrers of {subject}");
         let limit = self.config.max_manifest_bytes;
-        match self
-            .get_bounded(&site, &url, OCI_INDEX, limit, &what)
-            .await?
-        {
-            Some(body) => parse_index(&site, &what, &body).map(Some),
-            None => Ok(None),
+        let mut pages = 0;
+        let mut index: Option<ImageIndex> = None;
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_REFERRERS_PAGES {
+                return Err(Error::Protocol {
+                    site,
+                    url,
+                    detail: format!(
+                        "the referrers list goes on for more than {MAX_REFERRERS_PAGES} pages; refusing to read further"
+                    ),
+                });
+            }
+            let Some(page) = self.get_page(&site, &url, OCI_INDEX, limit, &what).await? else {
+                // A later page that disappeared: the list changed while it was read.
+                return match index {
+                    None => Ok(None),
+                    Some(_) => Err(Error::NotFound {
+                        site,
+                        reference: url,
+                    }),
+                };
+            };
+            crate::client::check_manifest_type(
+                &site,
+                &what,
+                OCI_INDEX,
+                page.content_type.as_deref(),
+                &page.body,
+            )?;
+            let parsed = parse_index(&site, &what, &page.body)?;
+            match &mut index {
+                None => index = Some(parsed),
+                Some(index) => index.manifests.extend(parsed.manifests),
+            }
+            next = page.next;
         }
+        Ok(index)
     }
 
     async fn read_fallback_index(
@@ -323,7 +341,7 @@ impl Client {
     /// writer has ever seen in the index, not just its own, so a writer that raced with us puts our
     /// entry back when it repairs its own; verification is done twice, the second time after a longer
     /// pause, to catch a writer that read before our write and wrote after our first check.
-    async fn add_to_fallback_index(
+    pub(crate) async fn add_to_fallback_index(
         &self,
         subject: &Reference,
         subject_digest: &Digest,
@@ -333,7 +351,6 @@ impl Client {
         let tag = subject_digest.fallback_tag();
         let tag_ref = subject.at_tag(&tag);
         let site = *Self::site(&tag_ref, op);
-        let oci = self.oci(subject.registry());
         let mut known: Vec<Descriptor> = vec![entry.clone()];
         let mut confirmations = 0;
         let mut backoff = Duration::from_millis(20);
@@ -342,10 +359,8 @@ impl Client {
             // link file: a lost round, not a failure.
             let current = match self.read_fallback_index(&tag_ref, op).await {
                 Ok(index) => index.unwrap_or_else(ImageIndex::empty),
-                Err(Error::UnexpectedStatus { status, .. })
-                    if status >= 500 && attempt < self.config.fallback_attempts =>
-                {
-                    debug!(%tag, attempt, status, "fallback tag unreadable during a concurrent write");
+                Err(e) if is_transient(&e) && attempt < self.config.fallback_attempts => {
+                    debug!(%tag, attempt, error = %e, "fallback tag unreadable during a concurrent write");
                     tokio::time::sleep(jittered(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(800));
                     continue;
@@ -391,20 +406,15 @@ impl Client {
                 if attempt > 1 {
                     debug!(%tag, attempt, "fallback index lost an entry to a concurrent writer; rewriting");
                 }
-                let written = oci
-                    .push_manifest_raw(&tag_ref.to_oci(), body, HeaderValue::from_static(OCI_INDEX))
+                let written = self
+                    .push_manifest(&tag_ref, &site, Bytes::from(body), OCI_INDEX)
                     .await;
                 match written {
                     Ok(_) => {}
-                    Err(e) if attempt < self.config.fallback_attempts && is_server_error(&e) => {
+                    Err(e) if attempt < self.config.fallback_attempts && is_transient(&e) => {
                         debug!(%tag, attempt, error = %e, "fallback tag write failed; retrying");
                     }
-                    Err(source) => {
-                        return Err(Error::Registry {
-                            site: Box::new(site.clone()),
-                            source,
-                        });
-                    }
+                    Err(e) => return Err(e),
                 }
             }
             tokio::time::sleep(jittered(backoff)).await;

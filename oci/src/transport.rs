@@ -184,18 +184,29 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Classifies a reqwest failure: connect errors, timeouts, and requests or bodies cut off by the
+/// peer (a registry restarting, a reset connection) are transient; a status error follows
+/// [`classify_status`]; anything else (a malformed URL, a redirect loop, a bad header) is permanent.
+pub fn classify_reqwest(error: &reqwest::Error) -> RetryClass {
+    match error.status() {
+        Some(status) => classify_status(status.as_u16(), None, SystemTime::now()),
+        None if error.is_timeout()
+            || error.is_connect()
+            || error.is_request()
+            || error.is_body() =>
+        {
+            RetryClass::Transient { retry_after: None }
+        }
+        None => RetryClass::Permanent,
+    }
+}
+
 impl Retryable for OciDistributionError {
     /// oci-client's errors carry the status but not the headers, so `Retry-After` is unknown here.
     fn retry_class(&self) -> RetryClass {
         let transient = RetryClass::Transient { retry_after: None };
         match self {
-            Self::RequestError(e) => match e.status() {
-                Some(status) => classify_status(status.as_u16(), None, SystemTime::now()),
-                None if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() => {
-                    transient
-                }
-                None => RetryClass::Permanent,
-            },
+            Self::RequestError(e) => classify_reqwest(e),
             Self::ServerError { code, .. } => classify_status(*code, None, SystemTime::now()),
             Self::RegistryError { envelope, .. } => {
                 if envelope

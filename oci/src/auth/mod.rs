@@ -13,6 +13,7 @@
 //! to the token realm). Note that an `oci_client::Client` remembers the first credentials it was
 //! given per registry, so pull and push with different credentials need two clients.
 
+pub mod challenge;
 pub mod dockerconfig;
 
 use std::fmt;
@@ -105,7 +106,7 @@ pub enum AuthError {
 }
 
 /// A registry operation, for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Reading manifests and blobs.
     Pull,
@@ -205,6 +206,8 @@ pub enum CredentialSource {
     },
     /// Push reuses the pull credentials because the user allowed it.
     ReusedPull(Box<CredentialSource>),
+    /// Given to the client by the program (`Client::new`), for every registry.
+    Programmatic,
     /// No source had credentials for the registry.
     NoneConfigured,
 }
@@ -218,6 +221,7 @@ impl fmt::Display for CredentialSource {
                 write!(f, "{} (entry \"{entry}\")", path.display())
             }
             Self::ReusedPull(inner) => write!(f, "{inner}, the pull credentials reused for push"),
+            Self::Programmatic => f.write_str("the program's client configuration"),
             Self::NoneConfigured => f.write_str("no configured source"),
         }
     }
@@ -273,6 +277,10 @@ impl ResolvedCredentials {
             return Ok(error);
         }
         let hint = match self.credentials {
+            Credentials::Anonymous if operation == Access::Push => {
+                "; configure push credentials (LINKGUARD_PUSH_REGISTRY_USERNAME/PASSWORD, or a docker config.json \
+                 or dockerconfigjson secret for pushing)"
+            }
             Credentials::Anonymous => {
                 "; configure credentials (flags, LINKGUARD_REGISTRY_USERNAME/PASSWORD, a docker config.json or a \
                  dockerconfigjson secret)"
