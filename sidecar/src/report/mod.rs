@@ -117,12 +117,23 @@ pub struct ReportPredicate {
     pub sidecar: Producer,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodIdentity>,
-    /// Position in the sidecar's chain of reports (reserved; absent from `linkguard verify`).
+    /// Position in the sidecar's chain of reports for this pod, from 1 (absent from `linkguard verify`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
-    /// Digest of the previous report's statement in the chain (reserved).
+    /// `{"sha256": hex}` of the previous report's signed bundle bytes (the OCI layer digest as pushed);
+    /// absent on the first report of a chain. See [`crate::chain`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<BTreeMap<String, String>>,
+    /// The first report of a new chain (sequence 1): the sidecar found no chain state for this pod.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chain_start: bool,
+    /// The first report after the sidecar restarted and continued the chain from its persisted state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chain_resumed: bool,
+    /// Reports produced since the previous one in the chain that could not be kept (spool full or disk
+    /// full) and are therefore in no chain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed_reports: u64,
     #[serde(with = "crate::observation::time_serde::required")]
     pub generated_at: DateTime<Utc>,
 }
@@ -134,6 +145,12 @@ pub struct ReportContext {
     pub pod: Option<PodIdentity>,
     pub sequence: Option<u64>,
     pub previous: Option<BTreeMap<String, String>>,
+    /// See [`ReportPredicate::chain_start`]; set by [`crate::chain::ChainLink::apply`].
+    pub chain_start: bool,
+    /// See [`ReportPredicate::chain_resumed`].
+    pub chain_resumed: bool,
+    /// See [`ReportPredicate::missed_reports`].
+    pub missed_reports: u64,
     pub generated_at: DateTime<Utc>,
 }
 
@@ -145,9 +162,16 @@ impl ReportContext {
             pod: None,
             sequence: None,
             previous: None,
+            chain_start: false,
+            chain_resumed: false,
+            missed_reports: 0,
             generated_at: Utc::now(),
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The subject of a report: the map's image (its `name`, else its purl) and manifest digest.
@@ -200,6 +224,9 @@ pub fn build_statement(
             pod: ctx.pod.clone(),
             sequence: ctx.sequence,
             previous: ctx.previous.clone(),
+            chain_start: ctx.chain_start,
+            chain_resumed: ctx.chain_resumed,
+            missed_reports: ctx.missed_reports,
             generated_at: ctx.generated_at,
         },
     }
