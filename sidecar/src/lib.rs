@@ -18,6 +18,7 @@ pub mod dpkg;
 pub mod elf;
 pub mod function_map;
 pub mod generate;
+pub mod inject;
 pub mod observation;
 pub mod probe;
 pub mod report;

@@ -41,6 +41,18 @@ enum Command {
     /// List and pull the signed reports attached to an image in its registry.
     #[command(subcommand)]
     Reports(cli::registry::ReportsCommand),
+    /// Copy an image with all its referrers (maps, signed reports) to another registry, digests unchanged.
+    Mirror(cli::mirror::MirrorArgs),
+    /// Export an image with its referrers as an OCI image layout tar, or import one (air gap).
+    #[command(subcommand)]
+    Bundle(cli::bundle::BundleCommand),
+    /// Run beside the app: probe it, verify every interval, sign and push the reports, serve health and
+    /// metrics.
+    Sidecar(Box<cli::sidecar::SidecarArgs>),
+    /// Add the linkguard sidecar to Kubernetes manifests (multi-document YAML in, YAML out).
+    Inject(cli::inject::InjectArgs),
+    /// GET an HTTP endpoint (the sidecar's /healthz) and exit 0 on a 2xx answer: container healthchecks.
+    Healthcheck(cli::healthcheck::HealthcheckArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -77,6 +89,13 @@ fn render_chain(err: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
+    // The commands that probe use the binary's file capabilities (container image): make them effective.
+    if matches!(
+        cli.command,
+        Command::Sidecar(_) | Command::Observe(_) | Command::Doctor(_)
+    ) {
+        cli::capabilities::raise_permitted();
+    }
     let result = match cli.command {
         Command::Map(cmd) => cli::map::run(cmd),
         Command::Verify(args) => cli::verify::run(args),
@@ -84,6 +103,11 @@ fn main() -> ExitCode {
         Command::Observe(args) => cli::observe::run(*args),
         Command::Doctor(args) => cli::doctor::run(args),
         Command::Reports(cmd) => cli::registry::run_reports(cmd),
+        Command::Mirror(args) => cli::mirror::run(args),
+        Command::Bundle(cmd) => cli::bundle::run(cmd),
+        Command::Sidecar(args) => cli::sidecar::run(*args),
+        Command::Inject(args) => cli::inject::run(args),
+        Command::Healthcheck(args) => cli::healthcheck::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,10 +3,17 @@
 //! returning the process exit code; the library does the work.
 
 pub mod attest;
+pub mod bundle;
+pub mod capabilities;
+pub mod chain;
 pub mod doctor;
+pub mod healthcheck;
+pub mod inject;
 pub mod map;
+pub mod mirror;
 pub mod observe;
 pub mod registry;
+pub mod sidecar;
 pub mod verify;
 
 use std::io::Write as _;

@@ -4,8 +4,8 @@
 //! Function maps and reports travel as OCI referrers of the image (CONTRACTS.md: artifactType
 //! `application/vnd.stellaops.function-map.v1+json` for maps, the Sigstore bundle type for reports).
 //! The tokio runtime is built here, in the CLI layer, only for these commands; the libraries never
-//! start one. Credentials come from linkguard-oci's defaults (docker config, `LINKGUARD_*REGISTRY_*`);
-//! loopback registries are reached over plain HTTP.
+//! start one. Credentials (`LINKGUARD_*REGISTRY_*` variables, then docker config files), plain-HTTP
+//! registries and timeouts come from [`RegistryArgs`]; loopback registries are reached over plain HTTP.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -17,7 +17,8 @@ use linkguard::attest::{
     self, BUNDLE_MEDIA_TYPE, Envelope, FUNCTION_MAP_PAYLOAD_TYPE, SigningKey, VerifyingKey,
 };
 use linkguard::function_map::{self, FunctionMap};
-use linkguard_oci::auth::{AuthConfig, process_env};
+use linkguard_oci::auth::{AuthConfig, CredentialSources, PULL_ENV_PREFIX, PUSH_ENV_PREFIX};
+use linkguard_oci::transport::InsecurePolicy;
 use linkguard_oci::{Client, ClientConfig, Descriptor, Digest, Layer, Reference, ReferrerFilter};
 
 use super::{EXIT_FAIL, EXIT_OK};
@@ -44,6 +45,8 @@ pub struct MapPushArgs {
     /// Environment variable holding the password of an encrypted --key.
     #[arg(long, value_name = "VAR", default_value = attest::DEFAULT_PASSWORD_ENV)]
     password_env: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// `map pull` arguments.
@@ -58,6 +61,8 @@ pub struct MapPullArgs {
     /// Require a DSSE signature on the map that verifies with this public key (SPKI PEM).
     #[arg(long, value_name = "PUB")]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 /// `linkguard reports ...`
@@ -69,6 +74,8 @@ pub enum ReportsCommand {
     Pull(ReportsPullArgs),
     /// Verify a report of an image: its signature, and that it is about this image's digest.
     Verify(ReportsVerifyArgs),
+    /// Verify the chains of an image's reports, per pod: none missing, altered, duplicated or reordered.
+    VerifyChain(super::chain::VerifyChainArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -85,6 +92,8 @@ pub struct ReportsListArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     format: ListFormat,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +111,8 @@ pub struct ReportsPullArgs {
     /// Where to write the bundle (atomically).
     #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,12 +120,22 @@ pub struct ReportsPullArgs {
     group(clap::ArgGroup::new("which").args(["latest", "digest"])),
     after_help = "Exit status: 0 the report is signed by KEY and its subject is the image's digest, \
                   1 it is not (or there is no report), 2 bad input or registry errors.\n\n\
-                  Example:\n  linkguard reports verify --image registry.example/app:v1 --key signing.pub"
+                  Examples:\n  linkguard reports verify --image registry.example/app:v1 --key signing.pub\n  \
+                  # offline, from `linkguard bundle export`: the image is the one the bundle names\n  \
+                  linkguard reports verify --bundle app-v1.tar --key signing.pub"
 )]
 pub struct ReportsVerifyArgs {
     /// The image whose report is verified.
-    #[arg(long, value_name = "REF")]
-    image: String,
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "bundle",
+        conflicts_with = "bundle"
+    )]
+    image: Option<String>,
+    /// Verify offline from a bundle (`linkguard bundle export`, tar or tar.gz) instead of a registry.
+    #[arg(long, value_name = "FILE.tar")]
+    bundle: Option<PathBuf>,
     /// The public key (SPKI PEM) the report must be signed with.
     #[arg(long, value_name = "PUB")]
     key: PathBuf,
@@ -124,10 +145,114 @@ pub struct ReportsVerifyArgs {
     /// The report with this manifest digest.
     #[arg(long, value_name = "sha256:HEX")]
     digest: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Registry access shared by the registry commands: credential files, plain-HTTP registries,
+/// timeouts. Credentials are resolved per registry, separately for pulling and pushing.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Registry access")]
+pub struct RegistryArgs {
+    /// Pull credentials: a docker config.json, or a Kubernetes dockerconfigjson secret (the mounted
+    /// .dockerconfigjson file, or the Secret itself as JSON).
+    ///
+    /// Credentials are chosen per registry; the first source that has some wins.
+    ///
+    /// Pull: LINKGUARD_REGISTRY_USERNAME + LINKGUARD_REGISTRY_PASSWORD (or LINKGUARD_REGISTRY_TOKEN;
+    /// LINKGUARD_REGISTRY_HOST limits them to one registry), then this file (without it:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, when present), else anonymous.
+    ///
+    /// Push: LINKGUARD_PUSH_REGISTRY_USERNAME + LINKGUARD_PUSH_REGISTRY_PASSWORD (or _TOKEN, _HOST),
+    /// then the --push-registry-config file (default: this file), else anonymous. Pull credentials
+    /// from the environment are never used for pushing.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// Push credentials, in the same formats (default: the --registry-config file).
+    #[arg(long, value_name = "FILE")]
+    pub push_registry_config: Option<PathBuf>,
+    /// A registry reached over plain HTTP, HOST or HOST:PORT (repeatable); loopback registries
+    /// (127.0.0.1, ::1, localhost) always are, every other one needs HTTPS.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Connect and read timeout of each registry request, in seconds (uploads get extra time for
+    /// their size).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_REGISTRY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub registry_timeout: u64,
+}
+
+/// `--registry-timeout` default.
+pub const DEFAULT_REGISTRY_TIMEOUT_SECS: u64 = 30;
+
+impl Default for RegistryArgs {
+    fn default() -> Self {
+        Self {
+            registry_config: None,
+            push_registry_config: None,
+            insecure_registries: Vec::new(),
+            registry_timeout: DEFAULT_REGISTRY_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl RegistryArgs {
+    /// The credential sources the options describe.
+    pub fn auth_config(&self) -> AuthConfig {
+        let sources = |prefix: &str, file: Option<&PathBuf>| {
+            let mut sources = CredentialSources::with_env_prefix(prefix);
+            if let Some(path) = file {
+                sources.default_docker_config = false;
+                let secret = path
+                    .file_name()
+                    .is_some_and(|n| n == ".dockerconfigjson" || n == ".dockercfg");
+                if secret {
+                    sources.kubernetes_secret = Some(path.clone());
+                } else {
+                    sources.docker_config = Some(path.clone());
+                }
+            }
+            sources
+        };
+        AuthConfig {
+            pull: sources(PULL_ENV_PREFIX, self.registry_config.as_ref()),
+            push: sources(
+                PUSH_ENV_PREFIX,
+                self.push_registry_config
+                    .as_ref()
+                    .or(self.registry_config.as_ref()),
+            ),
+            push_falls_back_to_pull: false,
+        }
+    }
+
+    /// A client for these options. The credentials for `image`'s registry are resolved now, so a
+    /// malformed credentials file fails before any request.
+    pub fn client_for(&self, image: &Reference, access: Access) -> anyhow::Result<Client> {
+        let insecure =
+            InsecurePolicy::new(&self.insecure_registries).context("--insecure-registry")?;
+        let timeout = std::time::Duration::from_secs(self.registry_timeout);
+        let config = ClientConfig {
+            insecure,
+            connect_timeout: timeout,
+            read_timeout: timeout,
+            ..ClientConfig::default()
+        };
+        let client = Client::with_credentials(config, self.auth_config())?;
+        let creds = client
+            .credentials(image.registry())
+            .with_context(|| format!("resolving credentials for {}", image.registry()))?;
+        let resolved = match access {
+            Access::Pull => creds.pull,
+            Access::Push => creds.push,
+        };
+        tracing::debug!(credentials = %resolved, ?access, "registry credentials");
+        Ok(client)
+    }
 }
 
 /// Runs `fut` on a current-thread runtime built for this command.
-fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
+pub(super) fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -135,26 +260,11 @@ fn block_on<F: std::future::Future>(fut: F) -> anyhow::Result<F::Output> {
     Ok(rt.block_on(fut))
 }
 
+/// What a command mainly does with a registry (reads use the pull credentials, writes the push ones).
 #[derive(Debug, Clone, Copy)]
-enum Access {
+pub enum Access {
     Pull,
     Push,
-}
-
-/// A client with the default credentials for `image`'s registry.
-fn client_for(image: &Reference, access: Access) -> anyhow::Result<Client> {
-    let creds = AuthConfig::default()
-        .resolve(image.registry(), &process_env)
-        .with_context(|| format!("resolving credentials for {}", image.registry()))?;
-    let resolved = match access {
-        Access::Pull => creds.pull,
-        Access::Push => creds.push,
-    };
-    tracing::debug!(credentials = %resolved, "registry credentials");
-    Ok(Client::new(
-        ClientConfig::default(),
-        resolved.registry_auth(),
-    )?)
 }
 
 fn parse_image(image: &str) -> anyhow::Result<Reference> {
@@ -165,7 +275,7 @@ fn parse_image(image: &str) -> anyhow::Result<Reference> {
 
 /// Sorts referrers newest first by their created annotation (those without one last), then by digest
 /// so that the order is deterministic.
-fn sort_newest_first(entries: &mut [Descriptor]) {
+pub(super) fn sort_newest_first(entries: &mut [Descriptor]) {
     let created = |d: &Descriptor| {
         d.annotations
             .get(CREATED_ANNOTATION)
@@ -197,7 +307,7 @@ pub fn run_map_push(args: MapPushArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(SigningKey::from_pem_file(path, &args.password_env)?),
         None => None,
     };
-    let client = client_for(&image, Access::Push)?;
+    let client = args.registry.client_for(&image, Access::Push)?;
     block_on(async {
         let digest = client
             .resolve(&image)
@@ -256,7 +366,7 @@ pub fn run_map_pull(args: MapPullArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(VerifyingKey::from_pem_file(path)?),
         None => None,
     };
-    let client = client_for(&image, Access::Pull)?;
+    let client = args.registry.client_for(&image, Access::Pull)?;
     let outcome = block_on(async {
         let (subject, entries) =
             list_newest_first(&client, &image, function_map::MEDIA_TYPE).await?;
@@ -376,11 +486,12 @@ pub fn run_reports(cmd: ReportsCommand) -> anyhow::Result<ExitCode> {
         ReportsCommand::List(args) => run_reports_list(&args),
         ReportsCommand::Pull(args) => run_reports_pull(&args),
         ReportsCommand::Verify(args) => run_reports_verify(&args),
+        ReportsCommand::VerifyChain(args) => super::chain::run(&args),
     }
 }
 
 /// The image at its digest, and its referrers of `artifact_type`, newest first.
-async fn list_newest_first(
+pub(super) async fn list_newest_first(
     client: &Client,
     image: &Reference,
     artifact_type: &str,
@@ -404,7 +515,7 @@ async fn list_newest_first(
 
 fn run_reports_list(args: &ReportsListArgs) -> anyhow::Result<ExitCode> {
     let image = parse_image(&args.image)?;
-    let client = client_for(&image, Access::Pull)?;
+    let client = args.registry.client_for(&image, Access::Pull)?;
     let (_, entries) = block_on(list_newest_first(&client, &image, BUNDLE_MEDIA_TYPE))??;
     let annotation = |d: &Descriptor, key: &str| d.annotations.get(key).cloned();
     let out = match args.format {
@@ -446,11 +557,13 @@ fn run_reports_list(args: &ReportsListArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A report bundle pulled from the registry, or why there is none to use.
-struct FetchedReport {
-    /// The image, at its digest.
-    subject: Reference,
-    digest: Digest,
-    bundle: Vec<u8>,
+pub(super) struct FetchedReport {
+    /// The image, for messages.
+    pub(super) subject: String,
+    /// The image's digest.
+    pub(super) image: Digest,
+    pub(super) digest: Digest,
+    pub(super) bundle: Vec<u8>,
 }
 
 /// Pulls the report `wanted` (or the newest) of `image`. `Ok(Err(reason))`: nothing usable (no report, not
@@ -458,6 +571,7 @@ struct FetchedReport {
 fn fetch_report(
     image: &str,
     wanted: Option<&str>,
+    registry: &RegistryArgs,
 ) -> anyhow::Result<Result<FetchedReport, String>> {
     let image = parse_image(image)?;
     let wanted: Option<Digest> = match wanted {
@@ -467,7 +581,7 @@ fn fetch_report(
         ),
         None => None,
     };
-    let client = client_for(&image, Access::Pull)?;
+    let client = registry.client_for(&image, Access::Pull)?;
     let pulled = block_on(async {
         let (subject, entries) = list_newest_first(&client, &image, BUNDLE_MEDIA_TYPE).await?;
         let digest = match wanted {
@@ -487,31 +601,52 @@ fn fetch_report(
         Ok(pulled) => pulled,
         Err(message) => return Ok(Err(message)),
     };
-    if artifact.manifest.artifact_type.as_deref() != Some(BUNDLE_MEDIA_TYPE) {
-        return Ok(Err(format!(
-            "{} is not a report: its artifactType is {:?}",
-            artifact.digest, artifact.manifest.artifact_type
-        )));
+    let image = subject
+        .digest()
+        .cloned()
+        .context("a resolved reference carries its digest")?;
+    Ok(report_from_artifact(subject.to_string(), image, artifact))
+}
+
+/// The report bundle layer of `artifact`, a referrer of `image`; `Err(reason)` when it is not a report.
+pub(super) fn report_from_artifact(
+    subject: String,
+    image: Digest,
+    artifact: linkguard_oci::Artifact,
+) -> Result<FetchedReport, String> {
+    // Without `artifactType` an artifact's type is its config's mediaType (image-spec 1.1; how referrers
+    // lists report it, and how image-spec 1.0 clients such as oras-py's push() type an artifact).
+    let artifact_type = artifact
+        .manifest
+        .artifact_type
+        .as_deref()
+        .unwrap_or(artifact.manifest.config.media_type.as_str());
+    if artifact_type != BUNDLE_MEDIA_TYPE {
+        return Err(format!(
+            "{} is not a report: its artifactType is {artifact_type:?}",
+            artifact.digest
+        ));
     }
     let Some((_, bundle)) = artifact
         .layers
         .iter()
         .find(|(d, _)| d.media_type == BUNDLE_MEDIA_TYPE)
     else {
-        return Ok(Err(format!(
+        return Err(format!(
             "report {} has no {BUNDLE_MEDIA_TYPE} layer",
             artifact.digest
-        )));
+        ));
     };
-    Ok(Ok(FetchedReport {
+    Ok(FetchedReport {
         subject,
+        image,
         digest: artifact.digest.clone(),
         bundle: bundle.clone(),
-    }))
+    })
 }
 
 fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
-    let report = match fetch_report(&args.image, args.digest.as_deref())? {
+    let report = match fetch_report(&args.image, args.digest.as_deref(), &args.registry)? {
         Ok(report) => report,
         Err(message) => return Ok(refuse(&message)),
     };
@@ -527,7 +662,12 @@ fn run_reports_pull(args: &ReportsPullArgs) -> anyhow::Result<ExitCode> {
 fn run_reports_verify(args: &ReportsVerifyArgs) -> anyhow::Result<ExitCode> {
     let key = VerifyingKey::from_pem_file(&args.key)
         .with_context(|| format!("reading the public key {}", args.key.display()))?;
-    let report = match fetch_report(&args.image, args.digest.as_deref())? {
+    let fetched = match (&args.bundle, &args.image) {
+        (Some(bundle), _) => super::bundle::fetch_report(bundle, args.digest.as_deref())?,
+        (None, Some(image)) => fetch_report(image, args.digest.as_deref(), &args.registry)?,
+        (None, None) => anyhow::bail!("pass --image REF, or --bundle FILE to verify offline"),
+    };
+    let report = match fetched {
         Ok(report) => report,
         Err(message) => return Ok(refuse(&message)),
     };
@@ -539,11 +679,7 @@ fn run_reports_verify(args: &ReportsVerifyArgs) -> anyhow::Result<ExitCode> {
         Err(err) => return Err(err).with_context(|| format!("report {}", report.digest)),
     };
     // The signature proves who wrote the statement; the subject proves which image it is about.
-    let image_hex = report
-        .subject
-        .digest()
-        .map(|d| d.hex().to_owned())
-        .unwrap_or_default();
+    let image_hex = report.image.hex().to_owned();
     let about_image = statement
         .subject
         .iter()
