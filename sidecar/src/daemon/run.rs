@@ -1,10 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-// BUG (from demo): reports after the first see 0 observed paths while the app runs (ci/demo: reports 2-4
-// "observed 0", 1305 of 1323 records ignored). The window is `end - windowSeconds .. end` with `end` the
-// flush at this tick, but the re-arm/flush boundary was the previous tick's `end`, a few ms earlier than
-// this `end - windowSeconds` (timer drift): every call record of the window starts 1-3 ms before the window
-// and is ignored as "outside". Fix: start the window at the previous report's window end (contiguous
-// windows), or at the flush/re-arm boundary, not at `end - windowSeconds`.
 //! The sidecar loop: `linkguard sidecar`.
 //!
 //! ```text
@@ -57,7 +51,7 @@ use super::metrics::{BpfStats, Metrics};
 use super::spool::Spool;
 
 use probing::{ProbeHandle, ProbeSettings};
-use publish::PublisherTask;
+use publish::{PublisherTask, record_spool};
 use registry::{Registry, load_trusted_keys};
 
 /// `/healthz` fails when the loop has not ticked for this long.
@@ -124,9 +118,7 @@ pub async fn run(settings: Validated) -> Result<(), DaemonError> {
         }
         Resumption::Fresh(reason) => info!(?reason, "report chain starts anew"),
     }
-    state
-        .metrics()
-        .set_reports_spooled(spool.stats().entries as u64);
+    record_spool(state.metrics(), spool.stats());
     restore_latest(&state, &settings, &key);
 
     let mut daemon = Daemon {
@@ -143,6 +135,8 @@ pub async fn run(settings: Validated) -> Result<(), DaemonError> {
         conditions: Conditions::default(),
         ready: None,
         probe: ProbeState::default(),
+        probing_since: None,
+        boundaries: std::collections::VecDeque::new(),
     };
     let result = daemon.main().await;
     state.set_stopped("stopped");
@@ -252,6 +246,10 @@ struct Daemon {
     ready: Option<bool>,
     /// The probe thread's last published state.
     probe: ProbeState,
+    /// When the probe thread started counting: no record of this run starts earlier.
+    probing_since: Option<chrono::DateTime<Utc>>,
+    /// The ends of the flushes at earlier verify ticks, oldest first: where windows may start.
+    boundaries: std::collections::VecDeque<chrono::DateTime<Utc>>,
 }
 
 impl Daemon {
@@ -490,8 +488,25 @@ impl Daemon {
             },
         };
         self.set_not_ready("no app process probed yet");
+        self.probing_since = Some(Utc::now());
         ProbeHandle::start(backend, targets, settings)
             .map_err(|source| DaemonError::Output { source })
+    }
+
+    /// Keeps `end` as a place where a later window may start, and forgets those no window reaches.
+    fn remember_boundary(&mut self, end: chrono::DateTime<Utc>, window_seconds: u64) {
+        self.boundaries.push_back(end);
+        let horizon = i64::try_from(window_seconds.saturating_mul(2))
+            .ok()
+            .and_then(chrono::TimeDelta::try_seconds)
+            .and_then(|keep| end.checked_sub_signed(keep));
+        while self
+            .boundaries
+            .front()
+            .is_some_and(|b| horizon.is_some_and(|h| *b < h))
+        {
+            self.boundaries.pop_front();
+        }
     }
 
     fn window_seconds(&self, map: &LoadedMap) -> u64 {
@@ -603,7 +618,14 @@ impl Daemon {
             return;
         }
         self.conditions.app_not_found.clear();
-        let window = cycle::window_ending(end, self.window_seconds(map));
+        let window_seconds = self.window_seconds(map);
+        let window = cycle::window_at(
+            end,
+            window_seconds,
+            self.probing_since,
+            self.boundaries.make_contiguous(),
+        );
+        self.remember_boundary(end, window_seconds);
         let files = cycle::observation_files(&self.settings.config.observations);
         let started = std::time::Instant::now();
         let verify_map = Arc::clone(map);
@@ -670,8 +692,7 @@ impl Daemon {
                 ));
             }
         }
-        self.metrics()
-            .set_reports_spooled(self.spool.stats().entries as u64);
+        record_spool(self.metrics(), self.spool.stats());
         if let Some(publisher) = &self.publisher {
             publisher.wake();
         }

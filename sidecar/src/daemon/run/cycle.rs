@@ -40,6 +40,45 @@ pub fn window_ending(end: DateTime<Utc>, seconds: u64) -> Window {
     }
 }
 
+/// The window verified at `end`: about `seconds` long, but starting on a flush boundary.
+///
+/// Observation records span the interval between two flushes, and verification counts a record only
+/// when it lies wholly inside the window. `end - seconds` falls a few milliseconds after the boundary
+/// it is meant to be (the timer drifts), which would leave every record of the window outside it. So
+/// the window starts at the earliest `boundaries` instant (flushes at earlier verify ticks, and when
+/// probing began) no earlier than `end - seconds - tolerance`, the tolerance being a quarter of the
+/// window, at most 10 s. When probing began after that point (a restart), the window reaches back to
+/// `end - seconds`, so that the previous run's records inside it still count.
+pub fn window_at(
+    end: DateTime<Utc>,
+    seconds: u64,
+    probing_since: Option<DateTime<Utc>>,
+    boundaries: &[DateTime<Utc>],
+) -> Window {
+    let plain = window_ending(end, seconds);
+    let Some(target) = plain.from else {
+        return plain;
+    };
+    let tolerance_ms = i64::try_from(seconds.saturating_mul(250).min(10_000)).unwrap_or(10_000);
+    let Some(earliest) = target.checked_sub_signed(TimeDelta::milliseconds(tolerance_ms)) else {
+        return plain;
+    };
+    if probing_since.is_some_and(|since| since > target) {
+        return plain;
+    }
+    let from = probing_since
+        .iter()
+        .chain(boundaries)
+        .copied()
+        .filter(|b| *b >= earliest && *b < end)
+        .min()
+        .unwrap_or(target);
+    Window {
+        from: Some(from),
+        to: Some(end),
+    }
+}
+
 /// Where the latest signed report is kept on disk: `latest-report.json` beside the observations
 /// directory (in its parent), so that it is found next to `observations/` and `spool/`.
 pub fn latest_report_path(config: &ObservationsConfig) -> PathBuf {
@@ -183,6 +222,61 @@ mod tests {
         let w = window_ending(end, 1800);
         assert_eq!(w.to, Some(end));
         assert_eq!(w.from.unwrap().to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_drifted_tick_still_starts_the_window_at_the_previous_flush() {
+        // 3 s windows, verified every 3 s; the second tick comes 4 ms late.
+        let since = at("2026-01-01T00:00:00.000Z");
+        let first = at("2026-01-01T00:00:03.002Z");
+        let second = at("2026-01-01T00:00:06.006Z");
+        let w = window_at(second, 3, Some(since), &[first]);
+        assert_eq!(w.from, Some(first));
+        assert_eq!(w.to, Some(second));
+        // The plain window would start 4 ms after the boundary, leaving the interval's records out.
+        assert!(window_ending(second, 3).from.unwrap() > first);
+    }
+
+    #[test]
+    fn the_first_window_starts_when_probing_began() {
+        let since = at("2026-01-01T00:00:00.000Z");
+        let end = at("2026-01-01T00:00:03.010Z");
+        assert_eq!(window_at(end, 3, Some(since), &[]).from, Some(since));
+    }
+
+    #[test]
+    fn a_long_window_takes_the_boundary_nearest_its_nominal_start() {
+        let since = at("2026-01-01T00:00:00Z");
+        let ticks: Vec<_> = (1..=12)
+            .map(|i| since + TimeDelta::milliseconds(i * 300_000 + i * 7))
+            .collect();
+        let end = *ticks.last().unwrap();
+        let w = window_at(end, 1800, Some(since), &ticks[..11]);
+        // end - 1800 s is 84 ms after the 6th tick: that tick is where the window starts.
+        assert_eq!(w.from, Some(ticks[5]));
+    }
+
+    #[test]
+    fn after_a_restart_the_window_reaches_back_into_the_previous_run() {
+        let end = at("2026-01-01T01:00:00Z");
+        let since = at("2026-01-01T00:59:00Z");
+        let w = window_at(end, 1800, Some(since), &[]);
+        assert_eq!(w.from, Some(at("2026-01-01T00:30:00Z")));
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_verify_interval_keeps_its_length() {
+        let since = at("2026-01-01T00:00:00Z");
+        let previous = at("2026-01-01T00:05:00Z");
+        let end = at("2026-01-01T00:10:00Z");
+        let w = window_at(end, 60, Some(since), &[previous]);
+        assert_eq!(w.from, Some(at("2026-01-01T00:09:00Z")));
     }
 
     #[test]
