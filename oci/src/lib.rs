@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-//! linkguard's registry client (its own HTTP requests; oci-client for credential and error types): resolve references, push artifacts as OCI referrers
-//! (with the `sha256-<hex>` tag-schema fallback for registries without the referrers API), list and
-//! pull them with every digest checked and every read bounded.
+//! linkguard's registry client (its own HTTP requests; oci-client for credential and error types):
+//! resolve references, push artifacts as OCI referrers (with the `sha256-<hex>` tag-schema fallback for
+//! registries without the referrers API), list and pull them with every digest checked and every read
+//! bounded.
 //!
 //! Async and runtime-agnostic in the sense that it never starts a runtime: call it from tokio.
 //! Credentials are per registry, with separate pull and push credentials ([`auth`]); transient

@@ -135,6 +135,19 @@ fn validated_entries(index: ImageIndex) -> Vec<Descriptor> {
 /// Pages of a paginated referrers list read at most (each bounded by the manifest size limit).
 const MAX_REFERRERS_PAGES: u32 = 64;
 
+/// Manifests fetched per listing to learn the artifact type of entries that do not carry one.
+const MAX_UNTYPED_FETCHES: usize = 256;
+
+/// The artifact type of a manifest: its `artifactType`, else its config's media type (image-spec v1.1,
+/// "Listing Referrers": the referrers list carries the config media type for a manifest without
+/// `artifactType`).
+fn artifact_type_of(manifest: &ImageManifest) -> String {
+    manifest
+        .artifact_type
+        .clone()
+        .unwrap_or_else(|| manifest.config.media_type.clone())
+}
+
 /// Rounds of blob + manifest upload when the registry reports a blob it has just accepted unknown.
 const PUSH_ATTEMPTS: u32 = 4;
 
@@ -432,7 +445,12 @@ impl Client {
     /// tag: checked to be an OCI image index, entries that are not image manifests dropped,
     /// deduplicated by digest, filtered client-side (registries may ignore the `artifactType` query).
     ///
-    /// Entries are not fetched here; `pull_referrer` checks that an entry's manifest names `subject`.
+    /// When filtering by artifact type, an entry without `artifactType` (a fallback index copied by a
+    /// tool that drops the field, such as skopeo) is typed from its manifest, fetched bounded and
+    /// digest-checked: its `artifactType`, else its config's media type (image-spec v1.1). At most
+    /// 256 manifests are fetched per listing; untyped entries beyond that are left out with a warning.
+    /// Other entries are not fetched here; `pull_referrer` checks that an entry's manifest names
+    /// `subject`.
     pub async fn list_referrers(
         &self,
         subject: &Reference,
@@ -450,10 +468,54 @@ impl Client {
                 .await?
                 .unwrap_or_else(ImageIndex::empty),
         };
-        Ok(validated_entries(index)
-            .into_iter()
-            .filter(|d| filter.matches(d))
-            .collect())
+        let mut entries = validated_entries(index);
+        if filter.artifact_type.is_some() {
+            self.type_untyped_entries(subject, &mut entries).await?;
+        }
+        Ok(entries.into_iter().filter(|d| filter.matches(d)).collect())
+    }
+
+    /// Gives entries without `artifactType` the type of their manifest (see `list_referrers`), and
+    /// their manifest's annotations when the entry has none. A manifest the registry does not have
+    /// leaves its entry untyped; a manifest that does not match its digest or is not an image
+    /// manifest fails the listing.
+    async fn type_untyped_entries(
+        &self,
+        subject: &Reference,
+        entries: &mut [Descriptor],
+    ) -> Result<()> {
+        let op = Operation::ListReferrers;
+        let mut fetched = 0;
+        let mut not_inspected = 0;
+        for entry in entries.iter_mut().filter(|d| d.artifact_type.is_none()) {
+            if fetched == MAX_UNTYPED_FETCHES {
+                not_inspected += 1;
+                continue;
+            }
+            fetched += 1;
+            let digest: Digest = entry.digest.parse()?;
+            let r = subject.at_digest(digest.clone());
+            let Some((body, _)) = self.get_manifest(&r, op, OCI_MANIFEST).await? else {
+                warn!(%digest, "referrers entry names a manifest the registry does not have; left out");
+                continue;
+            };
+            let what = format!("manifest {digest}");
+            let manifest = parse_image_manifest(&Self::site(&r, op), &what, &body)?;
+            let artifact_type = artifact_type_of(&manifest);
+            debug!(%digest, %artifact_type, "referrers entry without artifactType: typed from its manifest");
+            if entry.annotations.is_empty() {
+                entry.annotations = manifest.annotations;
+            }
+            entry.artifact_type = Some(artifact_type);
+        }
+        if not_inspected > 0 {
+            warn!(
+                not_inspected,
+                limit = MAX_UNTYPED_FETCHES,
+                "untyped referrers entries beyond the limit were not inspected and are left out"
+            );
+        }
+        Ok(())
     }
 
     /// Pulls the referrer `digest` of `subject` (a digest reference) like `pull_artifact`, and refuses
@@ -540,6 +602,26 @@ mod tests {
             }
             .matches(&d)
         );
+    }
+
+    #[test]
+    fn artifact_type_is_the_manifests_or_else_its_config_media_type() {
+        let config = Descriptor {
+            media_type: "application/vnd.example.config+json".to_owned(),
+            ..entry(&Digest::of(b"{}"), OCI_EMPTY, "x")
+        };
+        let mut m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.to_owned()),
+            artifact_type: Some("application/x.report".to_owned()),
+            config,
+            layers: Vec::new(),
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        assert_eq!(artifact_type_of(&m), "application/x.report");
+        m.artifact_type = None;
+        assert_eq!(artifact_type_of(&m), "application/vnd.example.config+json");
     }
 
     #[test]

@@ -28,7 +28,10 @@
 //! Publishing: [`Publisher::drain`] pushes pending entries oldest first as referrers of the image
 //! (artifactType [`BUNDLE_MEDIA_TYPE`], annotations [`PREDICATE_TYPE_ANNOTATION`] and
 //! [`CREATED_ANNOTATION`] = the report's `generatedAt`), stops at the first failure so that order is
-//! kept, and backs off exponentially with jitter between failed rounds.
+//! kept, and backs off exponentially with jitter between failed rounds. The timeout
+//! ([`Publisher::with_push_timeout`], `registry.timeoutSeconds`) bounds each push, not the drain: a
+//! backlog left by a long outage drains at the registry's pace without a spurious timeout, however
+//! long the whole drain takes.
 
 mod publish;
 
@@ -112,6 +115,21 @@ pub enum SpoolError {
         #[source]
         source: Box<linkguard_oci::Error>,
     },
+    /// The registry did not answer a push within the push timeout; the report stays in the spool. The
+    /// registry may still have stored it: pushing it again gives the same manifest, so that is harmless.
+    #[error(
+        "pushing spooled report {sequence} to {subject} timed out after {}s (registry.timeoutSeconds); \
+         it stays in the spool and is pushed again",
+        timeout.as_secs_f64()
+    )]
+    PushTimedOut {
+        /// The report's sequence.
+        sequence: u64,
+        /// The image it is pushed to.
+        subject: String,
+        /// The push timeout.
+        timeout: std::time::Duration,
+    },
     /// Another process holds the spool directory (two sidecars configured with one directory).
     #[error(
         "spool {} is in use by another process: each sidecar needs its own spool.directory",
@@ -130,6 +148,12 @@ impl SpoolError {
     /// The report was refused because the spool or the disk is full.
     pub fn is_full(&self) -> bool {
         matches!(self, Self::Full { .. } | Self::DiskFull { .. })
+    }
+
+    /// The registry failed a push or did not answer it in time (`linkguard_registry_errors_total`),
+    /// as opposed to a local failure of the spool.
+    pub fn is_push_failure(&self) -> bool {
+        matches!(self, Self::Push { .. } | Self::PushTimedOut { .. })
     }
 
     /// The registry error behind a failed push.
@@ -561,4 +585,4 @@ fn parse_entry(name: &str, path: &Path, bytes: &[u8]) -> Result<SpoolEntry, Stri
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

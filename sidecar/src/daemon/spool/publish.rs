@@ -2,12 +2,18 @@
 //! The publisher: pushes spooled reports oldest first as referrers of the image, stops at the first
 //! failure so that order is kept, removes an entry only after the registry accepted it, and backs off
 //! exponentially with jitter between failed rounds.
+//!
+//! The push timeout bounds one push (one registry operation, as `registry.timeoutSeconds` says), never
+//! a whole round: after a long outage the backlog is hundreds of reports, and a round-wide timeout
+//! would fire while every single push is going fine, leaving the spool forever "timing out" with the
+//! registry healthy.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use linkguard_oci::{Client, Layer, Pushed, Reference};
+use tokio::time::Instant;
 
 use super::{CREATED_ANNOTATION, PREDICATE_TYPE_ANNOTATION, Spool, SpoolError};
 use crate::attest::BUNDLE_MEDIA_TYPE;
@@ -106,9 +112,11 @@ pub struct DrainOutcome {
     pub pushed: Vec<PushedReport>,
     /// Entries still pending.
     pub remaining: usize,
-    /// The failure that stopped the drain: [`SpoolError::Push`] (see
-    /// [`SpoolError::registry_error`], for `linkguard_registry_errors_total`) or a spool read failure.
+    /// The failure that stopped the drain: [`SpoolError::Push`] or [`SpoolError::PushTimedOut`] (see
+    /// [`SpoolError::is_push_failure`], for `linkguard_registry_errors_total`) or a spool read failure.
     pub last_error: Option<SpoolError>,
+    /// [`Publisher::drain_until`] stopped at its deadline (not a failure: what is left stays spooled).
+    pub deadline_reached: bool,
 }
 
 impl DrainOutcome {
@@ -116,6 +124,7 @@ impl DrainOutcome {
         self.pushed.extend(round.pushed);
         self.remaining = round.remaining;
         self.last_error = round.last_error;
+        self.deadline_reached = round.deadline_reached;
     }
 }
 
@@ -125,7 +134,18 @@ pub struct Publisher {
     client: Client,
     subject: Reference,
     policy: BackoffPolicy,
+    push_timeout: Option<Duration>,
     failures: u32,
+}
+
+/// How one push ended.
+enum PushEnd {
+    Pushed(Pushed),
+    Failed(linkguard_oci::Error),
+    /// The push timeout elapsed.
+    TimedOut(Duration),
+    /// The drain's deadline came first.
+    Deadline,
 }
 
 impl Publisher {
@@ -136,8 +156,17 @@ impl Publisher {
             client,
             subject,
             policy,
+            push_timeout: None,
             failures: 0,
         }
+    }
+
+    /// Bounds each push by `timeout` (`registry.timeoutSeconds`); a push that takes longer fails the
+    /// round with [`SpoolError::PushTimedOut`] and the entry stays spooled. Without it a push is
+    /// bounded only by the client's own timeouts.
+    pub fn with_push_timeout(mut self, timeout: Duration) -> Self {
+        self.push_timeout = Some(timeout);
+        self
     }
 
     /// Failed rounds in a row.
@@ -153,12 +182,50 @@ impl Publisher {
         )
     }
 
-    /// One round: pushes pending entries oldest first until the spool is empty or a push fails (it then
-    /// stops, so that reports reach the registry in chain order). Does not wait. An entry is removed
-    /// only after the registry accepted it.
+    /// One round: pushes pending entries oldest first until the spool is empty or a push fails or
+    /// times out (it then stops, so that reports reach the registry in chain order). Does not wait.
+    /// An entry is removed only after the registry accepted it.
     pub async fn drain(&mut self, spool: &Spool) -> DrainOutcome {
+        self.round(spool, None).await
+    }
+
+    /// One push of `bytes`, bounded by the push timeout and by `deadline`.
+    async fn push(
+        &self,
+        bytes: Vec<u8>,
+        created: DateTime<Utc>,
+        deadline: Option<Instant>,
+    ) -> PushEnd {
+        let push = push_report(&self.client, &self.subject, bytes, created);
+        let timeout_at = self.push_timeout.map(|t| Instant::now() + t);
+        let limit = match (timeout_at, deadline) {
+            (Some(at), Some(deadline)) => Some(at.min(deadline)),
+            (at, deadline) => at.or(deadline),
+        };
+        let Some(limit) = limit else {
+            return push.await.map_or_else(PushEnd::Failed, PushEnd::Pushed);
+        };
+        match tokio::time::timeout_at(limit, push).await {
+            Ok(Ok(pushed)) => PushEnd::Pushed(pushed),
+            Ok(Err(e)) => PushEnd::Failed(e),
+            // Whichever limit was the nearer one ended the push.
+            Err(_) => match (self.push_timeout, timeout_at) {
+                (Some(timeout), Some(at)) if deadline.is_none_or(|d| at <= d) => {
+                    PushEnd::TimedOut(timeout)
+                }
+                _ => PushEnd::Deadline,
+            },
+        }
+    }
+
+    /// A round; with a `deadline`, no push starts after it and none runs past it.
+    async fn round(&mut self, spool: &Spool, deadline: Option<Instant>) -> DrainOutcome {
         let mut out = DrainOutcome::default();
         for entry in spool.pending() {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                out.deadline_reached = true;
+                break;
+            }
             let bytes = match spool.read(&entry) {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -182,8 +249,8 @@ impl Publisher {
                 spool.forget(&entry);
                 continue;
             }
-            match push_report(&self.client, &self.subject, bytes, entry.generated_at).await {
-                Ok(pushed) => {
+            match self.push(bytes, entry.generated_at, deadline).await {
+                PushEnd::Pushed(pushed) => {
                     tracing::info!(sequence = entry.sequence, manifest = %pushed.descriptor.digest,
                         "spooled report pushed");
                     out.pushed.push(PushedReport {
@@ -196,7 +263,7 @@ impl Publisher {
                         break;
                     }
                 }
-                Err(source) => {
+                PushEnd::Failed(source) => {
                     out.last_error = Some(SpoolError::Push {
                         sequence: entry.sequence,
                         subject: self.subject.to_string(),
@@ -204,19 +271,32 @@ impl Publisher {
                     });
                     break;
                 }
+                PushEnd::TimedOut(timeout) => {
+                    out.last_error = Some(SpoolError::PushTimedOut {
+                        sequence: entry.sequence,
+                        subject: self.subject.to_string(),
+                        timeout,
+                    });
+                    break;
+                }
+                PushEnd::Deadline => {
+                    out.deadline_reached = true;
+                    break;
+                }
             }
         }
         if out.last_error.is_some() {
             self.failures = self.failures.saturating_add(1);
-        } else {
+        } else if !out.deadline_reached {
             self.failures = 0;
         }
         out.remaining = spool.stats().entries;
         out
     }
 
-    /// Rounds separated by [`Publisher::retry_delay`] until the spool is empty or `deadline` passes
-    /// (no wait crosses it). For startup (a restarted sidecar pushes its spool first) and shutdown.
+    /// Rounds separated by [`Publisher::retry_delay`] until the spool is empty or `deadline` passes:
+    /// no push starts after it and no push or wait runs past it. For startup (a restarted sidecar
+    /// pushes its spool first) and shutdown.
     pub async fn drain_until(
         &mut self,
         spool: &Spool,
@@ -224,10 +304,10 @@ impl Publisher {
     ) -> DrainOutcome {
         let mut out = DrainOutcome::default();
         loop {
-            let round = self.drain(spool).await;
+            let round = self.round(spool, Some(deadline)).await;
             let failed = round.last_error.is_some();
             out.absorb(round);
-            if out.remaining == 0 && !failed {
+            if (out.remaining == 0 && !failed) || out.deadline_reached {
                 return out;
             }
             let delay = if failed {

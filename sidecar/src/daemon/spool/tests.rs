@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use linkguard_oci::{Client, Reference};
+use linkguard_oci::{Client, Digest, OCI_MANIFEST, Reference, ReferrerFilter};
 
 use super::*;
 use crate::attest::{SigningKey, sign_statement};
 use crate::chain::{FreshReason, STATE_FILE};
 
 /// A signed report bundle with the chain fields of `link` for pod `pod` (name only).
-fn bundle(key: &SigningKey, pod: &str, link: &ChainLink, minute: u32) -> Vec<u8> {
+pub(crate) fn bundle(key: &SigningKey, pod: &str, link: &ChainLink, minute: u32) -> Vec<u8> {
     let mut predicate = serde_json::json!({
         "verdict": "pass",
         "pod": {"name": pod},
@@ -35,7 +35,11 @@ fn bundle(key: &SigningKey, pod: &str, link: &ChainLink, minute: u32) -> Vec<u8>
 }
 
 /// Produces and enqueues the next report of `chain`.
-fn produce(spool: &Spool, chain: &mut Chain, key: &SigningKey) -> Result<SpoolEntry, SpoolError> {
+pub(crate) fn produce(
+    spool: &Spool,
+    chain: &mut Chain,
+    key: &SigningKey,
+) -> Result<SpoolEntry, SpoolError> {
     let link = chain.next_link();
     let b = bundle(key, chain.pod(), &link, link.sequence as u32);
     spool.enqueue(chain, &link, &b)
@@ -337,4 +341,280 @@ fn one_process_per_spool_directory() {
     assert!(Spool::open(dir.path(), DEFAULT_MAX_BYTES).is_err());
     drop(clone);
     Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+}
+
+/// A client that gives up at once on a failed request (the publisher's rounds are what is tested).
+fn one_attempt_client() -> Client {
+    let config = linkguard_oci::ClientConfig {
+        retry: linkguard_oci::transport::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Client::new(config, linkguard_oci::RegistryAuth::Anonymous).unwrap()
+}
+
+/// A registry that accepts connections and never answers (held until the runtime ends).
+async fn hanging_registry() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_hanging_push_times_out_on_its_own_and_keeps_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let (spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let (mut chain, _) = spool.open_chain("pod").unwrap();
+    for _ in 0..3 {
+        produce(&spool, &mut chain, &key).unwrap();
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = rt.block_on(hanging_registry());
+    let subject: Reference = format!("{addr}/app@sha256:{}", "ab".repeat(32))
+        .parse()
+        .unwrap();
+    let timeout = Duration::from_millis(300);
+    let policy = BackoffPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(40),
+    };
+    let mut publisher =
+        Publisher::new(one_attempt_client(), subject, policy).with_push_timeout(timeout);
+    let out = rt.block_on(publisher.drain(&spool));
+    assert!(out.pushed.is_empty());
+    assert_eq!(out.remaining, 3);
+    assert!(!out.deadline_reached);
+    let err = out.last_error.unwrap();
+    assert!(
+        matches!(&err, SpoolError::PushTimedOut { sequence: 1, timeout: t, .. } if *t == timeout),
+        "{err}"
+    );
+    assert!(err.is_push_failure());
+    let text = err.to_string();
+    assert!(
+        text.contains("timed out after 0.3s") && text.contains("registry.timeoutSeconds"),
+        "{text}"
+    );
+    assert_eq!(publisher.failures(), 1);
+    // A shutdown deadline nearer than the push timeout ends the push at the deadline: not a registry
+    // failure, and everything stays spooled.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let out = rt.block_on(publisher.drain_until(&spool, deadline));
+    assert!(out.deadline_reached);
+    assert!(out.last_error.is_none(), "{:?}", out.last_error);
+    assert_eq!(publisher.failures(), 1);
+    assert_eq!(spool.pending().len(), 3);
+}
+
+/// Debian's docker-registry on 127.0.0.1 (no referrers API: every push also rewrites the fallback
+/// index, so a push takes a few hundred milliseconds), stopped on drop.
+struct DockerRegistry {
+    addr: String,
+    child: std::process::Child,
+    _storage: tempfile::TempDir,
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        // Child::kill signals exactly this pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl DockerRegistry {
+    /// `None` with a SKIP line when docker-registry is not installed (a failure under
+    /// LINKGUARD_REQUIRE_INTEROP=1).
+    fn start(test: &str) -> Option<Self> {
+        let bin = std::env::var_os("LINKGUARD_DOCKER_REGISTRY").map_or_else(
+            || std::path::PathBuf::from("/usr/bin/docker-registry"),
+            std::path::PathBuf::from,
+        );
+        if !bin.exists() {
+            let reason = format!(
+                "{} is not installed (apt-get install docker-registry)",
+                bin.display()
+            );
+            assert!(
+                !std::env::var("LINKGUARD_REQUIRE_INTEROP").is_ok_and(|v| v == "1"),
+                "LINKGUARD_REQUIRE_INTEROP=1 but {reason}"
+            );
+            println!("SKIP {test}: {reason}");
+            return None;
+        }
+        let storage = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+                 http:\n  addr: {addr}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut registry = Self {
+            addr,
+            child,
+            _storage: storage,
+        };
+        // Bounded wait for the listener: 100 x 50 ms.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&registry.addr).is_ok() {
+                return Some(registry);
+            }
+            if let Some(status) = registry.child.try_wait().unwrap() {
+                panic!("docker-registry exited with {status} before listening");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not listen on {} within 5 s",
+            registry.addr
+        );
+    }
+
+    /// Pushes a small image as `app:v1` through the distribution API; its manifest digest.
+    async fn push_image(&self) -> Digest {
+        let http = reqwest::Client::new();
+        let base = format!("http://{}/v2/app", self.addr);
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let layer = b"not really a tarball";
+        for blob in [&config[..], &layer[..]] {
+            let started = http
+                .post(format!("{base}/blobs/uploads/"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(started.status(), 202);
+            let location = started.headers()["location"].to_str().unwrap().to_owned();
+            let location = if location.starts_with('/') {
+                format!("http://{}{location}", self.addr)
+            } else {
+                location
+            };
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let done = http
+                .put(format!(
+                    "{location}{sep}digest={}",
+                    Digest::of(blob).as_str()
+                ))
+                .header("content-type", "application/octet-stream")
+                .body(blob.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(done.status(), 201);
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": Digest::of(config).as_str(), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": Digest::of(layer).as_str(), "size": layer.len()}],
+        });
+        let body = serde_json::to_vec(&manifest).unwrap();
+        let put = http
+            .put(format!("{base}/manifests/v1"))
+            .header("content-type", OCI_MANIFEST)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201);
+        Digest::of(&body)
+    }
+}
+
+/// After an outage the backlog takes longer to push than the push timeout; it drains in one round, in
+/// order, without a timeout, because the timeout bounds each push and not the round.
+#[test]
+fn a_backlog_longer_than_the_push_timeout_drains_in_one_round() {
+    let test = "a_backlog_longer_than_the_push_timeout_drains_in_one_round";
+    let Some(registry) = DockerRegistry::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let (spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let (mut chain, _) = spool.open_chain("pod").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let digest = rt.block_on(registry.push_image());
+    let subject: Reference = format!("{}/app@{}", registry.addr, digest.as_str())
+        .parse()
+        .unwrap();
+    let timeout = Duration::from_secs(2);
+    let mut publisher = Publisher::new(
+        one_attempt_client(),
+        subject.clone(),
+        BackoffPolicy::default(),
+    )
+    .with_push_timeout(timeout);
+    // How long one push takes here, to make a backlog that takes about twice the timeout.
+    for _ in 0..2 {
+        produce(&spool, &mut chain, &key).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = rt.block_on(publisher.drain(&spool));
+    assert!(out.last_error.is_none(), "{:?}", out.last_error);
+    assert_eq!(out.pushed.len(), 2);
+    let per_push = started.elapsed() / 2;
+    let backlog =
+        ((2.0 * timeout.as_secs_f64() / per_push.as_secs_f64()).ceil() as usize + 1).clamp(3, 60);
+    for _ in 0..backlog {
+        produce(&spool, &mut chain, &key).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = rt.block_on(publisher.drain(&spool));
+    println!(
+        "{backlog} spooled reports pushed in {:?} ({per_push:?} per push measured first) with a \
+         {timeout:?} push timeout",
+        started.elapsed()
+    );
+    assert!(out.last_error.is_none(), "{:?}", out.last_error);
+    assert!(!out.deadline_reached);
+    let sequences: Vec<u64> = out.pushed.iter().map(|p| p.sequence).collect();
+    assert_eq!(sequences, (3..3 + backlog as u64).collect::<Vec<_>>());
+    assert_eq!(out.remaining, 0);
+    assert!(spool.pending().is_empty());
+    assert_eq!(publisher.failures(), 0);
+    // Every report is listed as a referrer of the image (through the fallback tag).
+    let filter = ReferrerFilter {
+        artifact_type: Some(BUNDLE_MEDIA_TYPE.to_owned()),
+        ..ReferrerFilter::default()
+    };
+    let listed = rt
+        .block_on(one_attempt_client().list_referrers(&subject, &filter))
+        .unwrap();
+    assert_eq!(listed.len(), backlog + 2);
 }
