@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike as _, Utc};
 
 use crate::attest::{self, SigningKey};
 use crate::chain::ChainLink;
@@ -72,11 +72,18 @@ pub fn window_at(
         .copied()
         .filter(|b| *b >= earliest && *b < end)
         .min()
-        .unwrap_or(target);
+        .map_or(target, to_record_precision);
     Window {
         from: Some(from),
         to: Some(end),
     }
+}
+
+/// `at` rounded down to the millisecond: records are written with millisecond timestamps, so a record
+/// that starts at a flush boundary reads as starting up to 1 ms before the boundary's exact instant.
+fn to_record_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(at)
 }
 
 /// Where the latest signed report is kept on disk: `latest-report.json` beside the observations
@@ -241,6 +248,20 @@ mod tests {
         assert_eq!(w.to, Some(second));
         // The plain window would start 4 ms after the boundary, leaving the interval's records out.
         assert!(window_ending(second, 3).from.unwrap() > first);
+    }
+
+    #[test]
+    fn the_window_starts_at_the_millisecond_records_are_written_with() {
+        let since = at("2026-01-01T00:00:00Z");
+        let boundary = at("2026-01-01T00:00:45.127402206Z");
+        let end = at("2026-01-01T00:00:47.533Z");
+        let w = window_at(end, 2, Some(since), &[boundary]);
+        assert_eq!(w.from, Some(at("2026-01-01T00:00:45.127Z")));
+        // A record from that boundary, as written to the observations file, lies inside.
+        assert!(w.contains(
+            at("2026-01-01T00:00:45.127Z"),
+            at("2026-01-01T00:00:46.231Z")
+        ));
     }
 
     #[test]
