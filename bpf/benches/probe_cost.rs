@@ -4,7 +4,8 @@
 //! `cargo bench -p linkguard-bpf --bench probe_cost` prints two markdown tables:
 //! 1. ns per call of a trivial noinline function in a gcc-built target that times its own loop: unprobed,
 //!    count mode, coverage mode after the re-link without it, other processes, and bpftrace's counting probe,
-//!    each with its ratio to the unprobed baseline of the same run;
+//!    each with its ratio to the unprobed baseline of the same run; and a library function probed with and
+//!    without the external-callers-only check, called from the program and from its own library;
 //! 2. attach, detach and re-link times of one uprobe.multi link over 1..4,000 functions of a generated target.
 //!
 //! Environment: `LG_BENCH_CALLS` (untrapped loops, default 100,000,000), `LG_BENCH_TRAPPED_CALLS` (loops that
@@ -43,6 +44,39 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `(run_time_ns, run_cnt)` summed over the BPF programs this process holds (`/proc/self/fdinfo`); the
+/// kernel counts them while an `aya::sys::enable_stats` fd is open.
+fn bpf_run_stats() -> (u64, u64) {
+    let mut total = (0, 0);
+    for entry in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let field = |name: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        if let (Some(time), Some(count)) = (field("run_time_ns:"), field("run_cnt:")) {
+            total.0 += time;
+            total.1 += count;
+        }
+    }
+    total
+}
+
+/// Nanoseconds per run of the BPF program itself between two [`bpf_run_stats`], as a note.
+fn program_ns(before: (u64, u64), after: (u64, u64)) -> String {
+    let runs = after.1.saturating_sub(before.1);
+    if runs == 0 {
+        return "BPF program: no runs counted".into();
+    }
+    format!(
+        "BPF program {:.0} ns/run",
+        after.0.saturating_sub(before.0) as f64 / runs as f64
+    )
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -72,6 +106,12 @@ const BYSTANDER: &str = "another process of the same binary (OneProcess scope on
 const COVERAGE: &str = "coverage mode after the first hit (re-linked without it)";
 const FILTERED: &str = "AllProcesses + pid-namespace filter, caller outside the namespace";
 const BPFTRACE: &str = "bpftrace `uprobe:...:lg_hot { @c = count(); }`";
+const LIB_DECLARED: &str =
+    "library function, count mode, unflagged point (called from the program)";
+const LIB_EXTERNAL: &str =
+    "library function, external-callers-only point, called from the program (counted)";
+const LIB_INTERNAL: &str =
+    "library function, external-callers-only point, called from its own library (not counted)";
 
 /// Samples (ns per call) and notes per configuration, in table order.
 #[derive(Default)]
@@ -109,6 +149,21 @@ fn per_call_table(out: &mut String, dir: &Path, calls: u64, trapped: u64, rounds
         },
     ];
     let mut samples = Samples::default();
+    // The kernel times each BPF program run while this fd is open (as bpftop does).
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).unwrap();
+
+    // The library target (callers.c + callee_lib.c): lg_lib_f called by the program or by its own library.
+    let lib_dir = dir.join("callers");
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    let (callers_exe, callee_lib) = support::compile_with_library(
+        &support::target_source("callers.c"),
+        &support::target_source("callee_lib.c"),
+        "liblgcallee.so",
+        &lib_dir,
+        &[],
+    );
+    let lib_f = support::function_offset(&callee_lib, "lg_lib_f");
+    let mut callers = Target::spawn(&callers_exe);
 
     let mut target = Target::spawn(&binary);
     let mut bystander = Target::spawn(&binary);
@@ -130,13 +185,15 @@ fn per_call_table(out: &mut String, dir: &Path, calls: u64, trapped: u64, rounds
         let link = probes
             .attach(&binary, &points, Scope::OneProcess(target.pid))
             .unwrap();
+        let runs = bpf_run_stats();
         let ns = target.call_hot(trapped);
+        let program = program_ns(runs, bpf_run_stats());
         let counted = probes.take_counts(&[0]).unwrap()[0];
         samples.add(
             COUNT,
             trapped,
             ns,
-            format!("counted {counted} of {trapped}"),
+            format!("counted {counted} of {trapped}; {program}"),
         );
         let ns = bystander.call_hot(calls);
         samples.add(BYSTANDER, calls, ns, "no breakpoint in its text".into());
@@ -177,6 +234,50 @@ fn per_call_table(out: &mut String, dir: &Path, calls: u64, trapped: u64, rounds
         probes.detach(link).unwrap();
         drop(probes);
 
+        // The caller check of watch-only points, against an unflagged point on the same library function.
+        for (configuration, point, command) in [
+            (
+                LIB_DECLARED,
+                AttachPoint {
+                    offset: lib_f,
+                    cookie: 0,
+                },
+                "e",
+            ),
+            (
+                LIB_EXTERNAL,
+                AttachPoint::external_callers_only(lib_f, 0),
+                "e",
+            ),
+            (
+                LIB_INTERNAL,
+                AttachPoint::external_callers_only(lib_f, 0),
+                "i",
+            ),
+        ] {
+            let mut probes = Probes::load(&LoadOptions {
+                max_probes: 1,
+                ..LoadOptions::default()
+            })
+            .unwrap();
+            let link = probes
+                .attach(&callee_lib, &[point], Scope::OneProcess(callers.pid))
+                .unwrap();
+            let runs = bpf_run_stats();
+            let reply = callers.command(&format!("{command} {trapped}"));
+            let program = program_ns(runs, bpf_run_stats());
+            let ns: f64 = reply.trim_start_matches("ok ").parse().unwrap();
+            let counted = probes.read_counts(&[0]).unwrap()[0];
+            let internal = probes.stats().unwrap().internal_calls;
+            samples.add(
+                configuration,
+                trapped,
+                ns,
+                format!("counted {counted}, internal {internal} of {trapped}; {program}"),
+            );
+            probes.detach(link).unwrap();
+        }
+
         match bpftrace_run(&binary, &mut target, trapped) {
             Ok((ns, note)) => samples.add(BPFTRACE, trapped, ns, note),
             Err(note) => samples.add(BPFTRACE, 0, f64::NAN, note),
@@ -186,6 +287,7 @@ fn per_call_table(out: &mut String, dir: &Path, calls: u64, trapped: u64, rounds
         samples.add(BASELINE, calls, target.call_hot(calls), String::new());
     }
     target.finish();
+    callers.finish();
     bystander.finish();
     namespaced.finish();
 

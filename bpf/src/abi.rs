@@ -13,23 +13,35 @@ pub(crate) const MAP_COUNTERS: &str = "lg_counters";
 pub(crate) const MAP_SEEN: &str = "lg_seen";
 pub(crate) const MAP_STATS: &str = "lg_stats";
 pub(crate) const MAP_EVENTS: &str = "lg_events";
+pub(crate) const MAP_INTERNAL: &str = "lg_internal";
+pub(crate) const MAP_SEGMENTS: &str = "lg_segments";
 
 pub(crate) const GLOBAL_FLAGS: &str = "lg_flags";
 pub(crate) const GLOBAL_PIDNS_DEV: &str = "lg_pidns_dev";
 pub(crate) const GLOBAL_PIDNS_INO: &str = "lg_pidns_ino";
 pub(crate) const GLOBAL_MAX_PROBES: &str = "lg_max_probes";
 pub(crate) const GLOBAL_WAKEUP_EVERY: &str = "lg_wakeup_every";
+pub(crate) const GLOBAL_INTERNAL_BUDGET: &str = "lg_internal_budget";
 
 /// `LG_FLAG_PIDNS_FILTER`
 pub(crate) const FLAG_PIDNS_FILTER: u32 = 0x1;
 /// `LG_FLAG_FIRST_SEEN`
 pub(crate) const FLAG_FIRST_SEEN: u32 = 0x2;
 
+/// `LG_COOKIE_EXTERNAL_ONLY`, a flag of the BPF cookie's high 32 bits.
+pub(crate) const COOKIE_EXTERNAL_ONLY: u32 = 0x1;
+
+/// `LG_EVENT_INTERNAL_BUDGET`, a bit of `lg_first_seen.flags`.
+pub(crate) const EVENT_INTERNAL_BUDGET: u32 = 0x1;
+
 /// `enum lg_stat`
 pub(crate) const STAT_FILTERED: u32 = 0;
 pub(crate) const STAT_BAD_COOKIE: u32 = 1;
 pub(crate) const STAT_EVENTS_SENT: u32 = 2;
 pub(crate) const STAT_EVENTS_DROPPED: u32 = 3;
+pub(crate) const STAT_INTERNAL_CALLS: u32 = 4;
+pub(crate) const STAT_CALLER_UNKNOWN: u32 = 5;
+pub(crate) const STAT_INTERNAL_BUDGET: u32 = 6;
 
 /// `struct lg_first_seen`, as the BPF program writes it into the ring buffer.
 #[repr(C)]
@@ -40,15 +52,19 @@ pub(crate) struct RawFirstSeen {
     pub(crate) cookie: u32,
     pub(crate) host_pid: u32,
     pub(crate) tid: u32,
+    pub(crate) flags: u32,
+    pub(crate) reserved: u32,
 }
 
 const _: () = {
-    assert!(size_of::<RawFirstSeen>() == 24);
+    assert!(size_of::<RawFirstSeen>() == 32);
     assert!(offset_of!(RawFirstSeen, ktime_ns) == 0);
     assert!(offset_of!(RawFirstSeen, pid) == 8);
     assert!(offset_of!(RawFirstSeen, cookie) == 12);
     assert!(offset_of!(RawFirstSeen, host_pid) == 16);
     assert!(offset_of!(RawFirstSeen, tid) == 20);
+    assert!(offset_of!(RawFirstSeen, flags) == 24);
+    assert!(offset_of!(RawFirstSeen, reserved) == 28);
 };
 
 impl RawFirstSeen {
@@ -69,6 +85,8 @@ impl RawFirstSeen {
             cookie: u32_at(offset_of!(Self, cookie))?,
             host_pid: u32_at(offset_of!(Self, host_pid))?,
             tid: u32_at(offset_of!(Self, tid))?,
+            flags: u32_at(offset_of!(Self, flags))?,
+            reserved: u32_at(offset_of!(Self, reserved))?,
         })
     }
 }
@@ -85,6 +103,8 @@ mod tests {
         bytes.extend_from_slice(&42u32.to_ne_bytes()); // cookie
         bytes.extend_from_slice(&1234u32.to_ne_bytes()); // host_pid
         bytes.extend_from_slice(&8u32.to_ne_bytes()); // tid
+        bytes.extend_from_slice(&1u32.to_ne_bytes()); // flags
+        bytes.extend_from_slice(&0u32.to_ne_bytes()); // reserved
         let record = RawFirstSeen::parse(&bytes).unwrap();
         assert_eq!(
             record,
@@ -93,14 +113,16 @@ mod tests {
                 pid: 7,
                 cookie: 42,
                 host_pid: 1234,
-                tid: 8
+                tid: 8,
+                flags: 1,
+                reserved: 0,
             }
         );
     }
 
     #[test]
     fn rejects_records_of_another_size() {
-        assert_eq!(RawFirstSeen::parse(&[0u8; 23]), None);
-        assert_eq!(RawFirstSeen::parse(&[0u8; 32]), None);
+        assert_eq!(RawFirstSeen::parse(&[0u8; 24]), None);
+        assert_eq!(RawFirstSeen::parse(&[0u8; 40]), None);
     }
 }

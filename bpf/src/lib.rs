@@ -5,7 +5,10 @@
 //! with `uprobe.multi` links: one link per file, many function offsets per link, each offset carrying its
 //! probe index as BPF cookie. Per-CPU counters are indexed by the cookie; an optional ring buffer reports
 //! the first call of each index. Optionally the program ignores tasks outside one pid namespace, so an
-//! all-processes link only counts the app's pod.
+//! all-processes link only counts the app's pod. A point can count only calls from outside the object that
+//! defines the function ([`AttachPoint::external_callers_only`]): the program compares the call's return
+//! address with the function's executable segment, so a library calling its own exported functions is not
+//! counted.
 //!
 //! ```no_run
 //! use linkguard_bpf::{AttachPoint, LoadOptions, Probes, Scope};
@@ -34,7 +37,8 @@ mod system;
 
 pub use error::{BpfError, Result};
 pub use probes::{
-    AttachPoint, FirstSeen, LinkHandle, LoadOptions, MAX_PROBES_LIMIT, ProbeStats, Probes, Scope,
+    AttachPoint, DEFAULT_INTERNAL_CALL_BUDGET, FirstSeen, LinkHandle, LoadOptions,
+    MAX_PROBES_LIMIT, ProbeStats, Probes, Scope,
 };
 pub use system::{KernelSupport, PidNamespace};
 

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd as _, BorrowedFd};
 
 use tracing::warn;
 
-use super::Probes;
+use super::{Probes, counter_of};
 use crate::{
     abi::{self, RawFirstSeen},
     error::{BpfError, Result},
@@ -21,10 +21,15 @@ pub struct FirstSeen {
     pub tid: u32,
     /// The calling process in the initial pid namespace.
     pub host_pid: u32,
-    /// The probe index.
+    /// The probe index (the counter, without cookie flags).
     pub cookie: u32,
     /// `CLOCK_MONOTONIC` time of the call, in nanoseconds (`bpf_ktime_get_ns`).
     pub ktime_ns: u64,
+    /// Not a counted call: the point counts external callers only and was called
+    /// [`LoadOptions::internal_call_budget`](crate::LoadOptions::internal_call_budget) times from inside
+    /// its own object since it was last re-armed. Reported so that a coverage-mode consumer stops trapping it
+    /// as after a first call; `pid` and `tid` are those of the call that reached the budget.
+    pub internal_budget_reached: bool,
 }
 
 /// What the program did besides counting, summed over CPUs since load.
@@ -38,15 +43,26 @@ pub struct ProbeStats {
     pub events_sent: u64,
     /// First-seen records lost to a full ring buffer. The cookie is re-armed, so its next call retries.
     pub events_dropped: u64,
+    /// Calls of [`AttachPoint::external_callers_only`](crate::AttachPoint::external_callers_only) points
+    /// that came from inside the function's own object (its executable segment, or a tail call from
+    /// another of its functions): not counted.
+    pub internal_calls: u64,
+    /// Calls of external-callers-only points whose caller could not be placed (return address unreadable,
+    /// the file's program headers unreadable, or not x86-64): counted, as a call from outside.
+    pub caller_unknown: u64,
+    /// First-seen records sent because a point reached its internal-call budget (included in
+    /// `events_sent`).
+    pub internal_budget_reached: u64,
 }
 
 impl Probes {
     /// Calls counted for each cookie since the last [`take_counts`](Self::take_counts) of that cookie (or
-    /// since load), summed over CPUs. Does not consume them.
+    /// since load), summed over CPUs. Does not consume them. Cookie flags are ignored.
     pub fn read_counts(&self, cookies: &[u32]) -> Result<Vec<u64>> {
         cookies
             .iter()
             .map(|&cookie| {
+                let cookie = counter_of(cookie);
                 let total = self.total(cookie)?;
                 Ok(total.wrapping_sub(self.taken_at(cookie)))
             })
@@ -63,11 +79,12 @@ impl Probes {
     /// 300,000 calls; this scheme lost none (privileged test
     /// `take_counts_while_the_target_runs_loses_and_duplicates_nothing`).
     ///
-    /// A cookie listed twice reports 0 the second time.
+    /// A cookie listed twice reports 0 the second time. Cookie flags are ignored.
     pub fn take_counts(&mut self, cookies: &[u32]) -> Result<Vec<u64>> {
         cookies
             .iter()
             .map(|&cookie| {
+                let cookie = counter_of(cookie);
                 let total = self.total(cookie)?;
                 let slot =
                     self.taken
@@ -109,6 +126,7 @@ impl Probes {
                     host_pid: raw.host_pid,
                     cookie: raw.cookie,
                     ktime_ns: raw.ktime_ns,
+                    internal_budget_reached: raw.flags & abi::EVENT_INTERNAL_BUDGET != 0,
                 }),
                 None => warn!(
                     len = item.len(),
@@ -119,9 +137,11 @@ impl Probes {
         out
     }
 
-    /// Re-arms the first-seen report of these cookies (e.g. at the start of a window).
+    /// Re-arms the first-seen report of these cookies (e.g. at the start of a window), and restarts
+    /// their internal-call budget. Cookie flags are ignored.
     pub fn reset_first_seen(&mut self, cookies: &[u32]) -> Result<()> {
         for &cookie in cookies {
+            let cookie = counter_of(cookie);
             self.check_cookie(cookie)?;
             self.seen
                 .set(cookie, &0, 0)
@@ -130,6 +150,15 @@ impl Probes {
                     operation: "reset",
                     source: Box::new(source),
                 })?;
+            if let Some(internal) = self.internal.as_mut() {
+                internal
+                    .set(cookie, &0, 0)
+                    .map_err(|source| BpfError::MapAccess {
+                        map: abi::MAP_INTERNAL,
+                        operation: "reset",
+                        source: Box::new(source),
+                    })?;
+            }
         }
         Ok(())
     }
@@ -158,6 +187,9 @@ impl Probes {
             bad_cookie: stat(abi::STAT_BAD_COOKIE)?,
             events_sent: stat(abi::STAT_EVENTS_SENT)?,
             events_dropped: stat(abi::STAT_EVENTS_DROPPED)?,
+            internal_calls: stat(abi::STAT_INTERNAL_CALLS)?,
+            caller_unknown: stat(abi::STAT_CALLER_UNKNOWN)?,
+            internal_budget_reached: stat(abi::STAT_INTERNAL_BUDGET)?,
         })
     }
 

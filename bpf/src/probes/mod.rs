@@ -3,6 +3,7 @@
 //! [`counts`].
 
 mod counts;
+mod segments;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -20,7 +21,7 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub use self::counts::{FirstSeen, ProbeStats};
 use crate::{
@@ -28,6 +29,10 @@ use crate::{
     error::{BpfError, Result, attach_hint},
     system::{PidNamespace, raise_memlock_best_effort},
 };
+
+/// The default [`LoadOptions::internal_call_budget`]: at ~5-8 us per trap on the project's VM, at most
+/// ~2 ms of traps per watched function and window.
+pub const DEFAULT_INTERNAL_CALL_BUDGET: u32 = 256;
 
 /// Largest `max_probes`: 1 Mi counters (8 MiB per possible CPU), also the kernel's cap on offsets per
 /// uprobe.multi link (`MAX_UPROBE_MULTI_CNT`).
@@ -45,12 +50,20 @@ pub struct LoadOptions {
     pub pid_namespace: Option<PidNamespace>,
     /// Report the first call of each cookie through the ring buffer ([`Probes::drain_first_seen`]).
     pub first_seen_events: bool,
-    /// Ring buffer size in bytes (rounded up by aya to a power-of-two number of pages). 24 bytes per
+    /// Ring buffer size in bytes (rounded up by aya to a power-of-two number of pages). 32 bytes per
     /// record plus an 8-byte header.
     pub ring_buffer_bytes: u32,
     /// Wake an epoll consumer of [`Probes::first_seen_fd`] only on every Nth record; the others are
     /// submitted with `BPF_RB_NO_WAKEUP`. Consumers must also drain on a timer.
     pub wakeup_every: u32,
+    /// With `first_seen_events`: an [`AttachPoint::external_callers_only`] point that is called this many
+    /// times from inside its own object since its last [`Probes::reset_first_seen`] is reported by a
+    /// [`FirstSeen`] with [`internal_budget_reached`](FirstSeen::internal_budget_reached) set (once, and
+    /// only if no counted call was reported first). Such calls are never counted, so without this a
+    /// function its own library calls all the time would trap on every call for the whole coverage window;
+    /// a consumer that stops trapping it on this event bounds that cost to this many traps per window, at
+    /// the price of not seeing its external calls for the rest of the window. 0: never reported.
+    pub internal_call_budget: u32,
 }
 
 impl Default for LoadOptions {
@@ -61,6 +74,7 @@ impl Default for LoadOptions {
             first_seen_events: false,
             ring_buffer_bytes: 256 * 1024,
             wakeup_every: 64,
+            internal_call_budget: DEFAULT_INTERNAL_CALL_BUDGET,
         }
     }
 }
@@ -84,8 +98,53 @@ pub struct AttachPoint {
     /// `p_vaddr` + `p_offset`. A wrong offset is accepted by the kernel and crashes the target with
     /// SIGSEGV/SIGILL: check the file's build-id against the function map before attaching.
     pub offset: u64,
-    /// The counter index (BPF cookie); below [`LoadOptions::max_probes`].
+    /// The counter index (BPF cookie); below [`LoadOptions::max_probes`]. May carry the flag
+    /// [`AttachPoint::EXTERNAL_CALLERS_ONLY`]; [`counter`](Self::counter) is the index without it.
     pub cookie: u32,
+}
+
+impl AttachPoint {
+    /// Flag bit of [`cookie`](Self::cookie): count a call only when it comes from outside the object that
+    /// defines the function, i.e. when the call's return address (x86-64: the word on top of the stack at
+    /// entry) lies outside the executable segment of the function's file as loaded in the calling process.
+    /// Calls a library makes to its own exported functions are then not counted, only summed in
+    /// [`ProbeStats::internal_calls`]. [`Probes::attach`] reads the segment from the file's program
+    /// headers; in the kernel the check is one read of the user stack and a comparison, on flagged points
+    /// only. A call from another copy of the same file (`dlmopen`) counts as external.
+    ///
+    /// The bit is above every valid counter index ([`MAX_PROBES_LIMIT`]); methods that take cookies
+    /// ([`Probes::take_counts`], [`Probes::relink_without`]...) ignore it, and [`FirstSeen::cookie`] never
+    /// carries it.
+    pub const EXTERNAL_CALLERS_ONLY: u32 = 1 << 31;
+
+    /// A point whose calls count only from outside the function's own object
+    /// ([`EXTERNAL_CALLERS_ONLY`](Self::EXTERNAL_CALLERS_ONLY)).
+    pub const fn external_callers_only(offset: u64, cookie: u32) -> Self {
+        Self {
+            offset,
+            cookie: cookie | Self::EXTERNAL_CALLERS_ONLY,
+        }
+    }
+
+    /// The counter index: the cookie without flags.
+    pub const fn counter(&self) -> u32 {
+        self.cookie & !Self::EXTERNAL_CALLERS_ONLY
+    }
+
+    /// Whether only calls from outside the function's own object are counted.
+    pub const fn counts_external_callers_only(&self) -> bool {
+        self.cookie & Self::EXTERNAL_CALLERS_ONLY != 0
+    }
+
+    /// The 64-bit BPF cookie: the counter index, and the flags in the high half (`linkguard.h`).
+    fn bpf_cookie(&self) -> u64 {
+        let flags = if self.counts_external_callers_only() {
+            abi::COOKIE_EXTERNAL_ONLY
+        } else {
+            0
+        };
+        u64::from(self.counter()) | (u64::from(flags) << 32)
+    }
 }
 
 /// One uprobe.multi link: the file, its points and scope. Pass it back to [`Probes::detach`] or
@@ -125,9 +184,15 @@ pub struct Probes {
     seen: Array<MapData, u32>,
     stats: PerCpuArray<MapData, u64>,
     events: Option<RingBuf<MapData>>,
+    /// Per-cookie internal calls of the window, when the internal-call budget is in use.
+    internal: Option<Array<MapData, u32>>,
     /// Per cookie, the CPU-summed counter value at the last `take_counts` (the kernel counters never go back).
     taken: Vec<u64>,
     max_probes: u32,
+    /// Where each external-callers-only point's function lies in its file's executable segment.
+    segments: Array<MapData, u64>,
+    /// Per cookie, the value last written to `segments` (re-links rewrite nothing).
+    segments_written: Vec<u64>,
 }
 
 impl fmt::Debug for Probes {
@@ -172,6 +237,9 @@ impl Probes {
         if opts.first_seen_events {
             flags |= abi::FLAG_FIRST_SEEN;
         }
+        // The per-cookie internal-call tally exists only for the budget; else one unused entry.
+        let budget_in_use = opts.first_seen_events && opts.internal_call_budget > 0;
+        let internal_entries = if budget_in_use { opts.max_probes } else { 1 };
         // Without events the ring buffer is never written; keep it at the one-page minimum.
         let ring_bytes = if opts.first_seen_events {
             opts.ring_buffer_bytes.max(1)
@@ -185,8 +253,15 @@ impl Probes {
             .override_global(abi::GLOBAL_PIDNS_INO, &ino, true)
             .override_global(abi::GLOBAL_MAX_PROBES, &opts.max_probes, true)
             .override_global(abi::GLOBAL_WAKEUP_EVERY, &opts.wakeup_every, true)
+            .override_global(
+                abi::GLOBAL_INTERNAL_BUDGET,
+                &opts.internal_call_budget,
+                true,
+            )
             .map_max_entries(abi::MAP_COUNTERS, opts.max_probes)
             .map_max_entries(abi::MAP_SEEN, opts.max_probes)
+            .map_max_entries(abi::MAP_INTERNAL, internal_entries)
+            .map_max_entries(abi::MAP_SEGMENTS, opts.max_probes)
             .map_max_entries(abi::MAP_EVENTS, ring_bytes)
             .load(object)
             .map_err(|source| BpfError::ObjectLoad {
@@ -240,6 +315,27 @@ impl Probes {
         } else {
             None
         };
+        let segments =
+            Array::try_from(take_map(&mut ebpf, abi::MAP_SEGMENTS)?).map_err(|source| {
+                BpfError::MapAccess {
+                    map: abi::MAP_SEGMENTS,
+                    operation: "open",
+                    source: Box::new(source),
+                }
+            })?;
+        let internal = if budget_in_use {
+            Some(
+                Array::try_from(take_map(&mut ebpf, abi::MAP_INTERNAL)?).map_err(|source| {
+                    BpfError::MapAccess {
+                        map: abi::MAP_INTERNAL,
+                        operation: "open",
+                        source: Box::new(source),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
         debug!(
             max_probes = opts.max_probes,
             flags, "linkguard BPF program loaded"
@@ -250,9 +346,19 @@ impl Probes {
             seen,
             stats,
             events,
+            internal,
+            segments,
+            segments_written: vec![0; opts.max_probes as usize],
             taken: vec![0; opts.max_probes as usize],
             max_probes: opts.max_probes,
         })
+    }
+
+    /// Whether [`AttachPoint::external_callers_only`] points can tell internal calls apart: x86-64 only
+    /// (elsewhere the return address is not on the stack at function entry). When false they count every
+    /// call, and each counted call adds to [`ProbeStats::caller_unknown`].
+    pub fn filters_internal_calls(&self) -> bool {
+        cfg!(target_arch = "x86_64")
     }
 
     /// The number of counters (valid cookies are `0..max_probes`).
@@ -265,9 +371,10 @@ impl Probes {
     /// `target` is the path to open the file by, resolved by the kernel in this process's mount
     /// namespace: for a file of another container pass `/proc/<pid>/root/<path>`, `/proc/<pid>/exe` or
     /// `/proc/<pid>/map_files/<range>`, never the host path (it is another inode and silently counts 0).
-    /// Offsets are FILE offsets; cookies index the counters. The points are validated first (absolute
-    /// regular file, offsets inside it, no duplicate offset, cookies in range) so the common mistakes
-    /// get a precise error instead of an errno.
+    /// Offsets are FILE offsets; cookies index the counters (a point may count external callers only,
+    /// [`AttachPoint::EXTERNAL_CALLERS_ONLY`]). The points are validated first (absolute regular file,
+    /// offsets inside it, no duplicate offset, cookies in range) so the common mistakes get a precise
+    /// error instead of an errno.
     pub fn attach(
         &mut self,
         target: &Path,
@@ -275,6 +382,7 @@ impl Probes {
         scope: Scope,
     ) -> Result<LinkHandle> {
         self.validate(target, points)?;
+        self.record_segments(target, points)?;
         let uprobe_scope = match scope {
             Scope::OneProcess(pid) => {
                 UProbeScope::OneProcess(NonZeroU32::new(pid).ok_or(BpfError::InvalidPid)?)
@@ -284,7 +392,7 @@ impl Probes {
         let started = Instant::now();
         let aya_points = points.iter().map(|p| UProbeAttachPoint {
             location: UProbeAttachLocation::AbsoluteOffset(p.offset),
-            cookie: Some(u64::from(p.cookie)),
+            cookie: Some(p.bpf_cookie()),
         });
         let id = uprobe(&mut self.ebpf)?
             .attach(aya_points, target, uprobe_scope)
@@ -369,8 +477,8 @@ impl Probes {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Re-links `link` without the points whose cookie is in `remove` (coverage mode: a function seen in this
-    /// window stops trapping). Returns the new link, or `None` when no point is left.
+    /// Re-links `link` without the points whose counter is in `remove` (coverage mode: a function seen in
+    /// this window stops trapping; flags of the cookies are ignored). Returns the new link, or `None` when no point is left.
     ///
     /// A uprobe.multi link cannot be edited, so this is detach, then attach. Detaching first means calls
     /// in the gap (the detach's grace period plus the attach: tens of ms) are not counted, so counts stay
@@ -381,12 +489,12 @@ impl Probes {
         link: LinkHandle,
         remove: &[u32],
     ) -> Result<Option<LinkHandle>> {
-        let remove: HashSet<u32> = remove.iter().copied().collect();
+        let remove: HashSet<u32> = remove.iter().map(|&c| counter_of(c)).collect();
         let remaining: Vec<AttachPoint> = link
             .points
             .iter()
             .copied()
-            .filter(|p| !remove.contains(&p.cookie))
+            .filter(|p| !remove.contains(&p.counter()))
             .collect();
         if remaining.len() == link.points.len() {
             return Ok(Some(link));
@@ -410,10 +518,10 @@ impl Probes {
         links: Vec<LinkHandle>,
         remove: &[u32],
     ) -> (Vec<LinkHandle>, Vec<BpfError>) {
-        let remove: HashSet<u32> = remove.iter().copied().collect();
+        let remove: HashSet<u32> = remove.iter().map(|&c| counter_of(c)).collect();
         let (changed, mut kept): (Vec<LinkHandle>, Vec<LinkHandle>) = links
             .into_iter()
-            .partition(|link| link.points.iter().any(|p| remove.contains(&p.cookie)));
+            .partition(|link| link.points.iter().any(|p| remove.contains(&p.counter())));
         let plans: Vec<(PathBuf, Scope, Vec<AttachPoint>)> = changed
             .iter()
             .map(|link| {
@@ -421,7 +529,7 @@ impl Probes {
                     .points
                     .iter()
                     .copied()
-                    .filter(|p| !remove.contains(&p.cookie))
+                    .filter(|p| !remove.contains(&p.counter()))
                     .collect();
                 (link.target.clone(), link.scope, remaining)
             })
@@ -440,6 +548,38 @@ impl Probes {
             }
         }
         (kept, errors)
+    }
+
+    /// Writes, for the external-callers-only points, where their functions lie in the file's executable
+    /// segment (see [`segments`]), before the first call can trap. A file whose program headers cannot be
+    /// read gets no entry: its points then count every call (as [`ProbeStats::caller_unknown`]).
+    fn record_segments(&mut self, target: &Path, points: &[AttachPoint]) -> Result<()> {
+        if !points.iter().any(AttachPoint::counts_external_callers_only) {
+            return Ok(());
+        }
+        let segments = segments::executable_segments(target).unwrap_or_else(|error| {
+            warn!(target = %target.display(), %error, "no executable segments: calls from the file itself will be counted");
+            Vec::new()
+        });
+        for point in points.iter().filter(|p| p.counts_external_callers_only()) {
+            let counter = point.counter();
+            let value = segments::packed_distances(&segments, point.offset);
+            let Some(written) = self.segments_written.get_mut(counter as usize) else {
+                continue; // out of range: validate() has refused it already
+            };
+            if *written == value {
+                continue;
+            }
+            self.segments
+                .set(counter, &value, 0)
+                .map_err(|source| BpfError::MapAccess {
+                    map: abi::MAP_SEGMENTS,
+                    operation: "write",
+                    source: Box::new(source),
+                })?;
+            *written = value;
+        }
+        Ok(())
     }
 
     fn validate(&self, target: &Path, points: &[AttachPoint]) -> Result<()> {
@@ -467,7 +607,7 @@ impl Probes {
         let size = metadata.len();
         let mut by_offset: HashMap<u64, u32> = HashMap::with_capacity(points.len());
         for point in points {
-            self.check_cookie(point.cookie)?;
+            self.check_cookie(point.counter())?;
             if point.offset >= size {
                 return Err(BpfError::OffsetBeyondFile {
                     path: target.to_path_buf(),
@@ -487,6 +627,11 @@ impl Probes {
         }
         Ok(())
     }
+}
+
+/// A cookie as given to a method that takes cookies: its counter index, flags dropped.
+pub(crate) fn counter_of(cookie: u32) -> u32 {
+    cookie & !AttachPoint::EXTERNAL_CALLERS_ONLY
 }
 
 fn uprobe(ebpf: &mut Ebpf) -> Result<&mut UProbe> {

@@ -128,6 +128,56 @@ pub fn compile(source: &Path, extra_args: &[&str]) -> PathBuf {
     out
 }
 
+/// Builds `library` (a C source) as the shared library `dir/<soname>` and `program` linked against it with
+/// RUNPATH `$ORIGIN` and `program_args`, into `dir` (a fresh directory: both files are new inodes of their
+/// own). Returns the program and the library.
+pub fn compile_with_library(
+    program: &Path,
+    library: &Path,
+    soname: &str,
+    dir: &Path,
+    program_args: &[&str],
+) -> (PathBuf, PathBuf) {
+    let lib = dir.join(soname);
+    let status = Command::new("gcc")
+        .args(["-O2", "-g", "-fno-ipa-icf", "-fPIC", "-shared"])
+        .arg(format!("-Wl,-soname,{soname}"))
+        .arg("-o")
+        .arg(&lib)
+        .arg(library)
+        .status()
+        .unwrap();
+    assert!(status.success(), "gcc failed on {}", library.display());
+    let exe = dir.join(program.file_stem().unwrap());
+    let status = Command::new("gcc")
+        .args(["-O2", "-g", "-fno-ipa-icf", "-o"])
+        .arg(&exe)
+        .arg(program)
+        .arg(&lib)
+        .args(["-Wl,-rpath,$ORIGIN", "-ldl"])
+        .args(program_args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "gcc failed on {}", program.display());
+    (exe, lib)
+}
+
+/// Start addresses of the executable mappings of `file` in process `pid` (from /proc/<pid>/maps).
+pub fn exec_mappings(pid: u32, file: &Path) -> Vec<u64> {
+    let inode = fs::metadata(file).unwrap().ino();
+    fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (range, perms, map_inode) = (fields.first()?, fields.get(1)?, fields.get(4)?);
+            (perms.contains('x') && map_inode.parse::<u64>().ok()? == inode)
+                .then(|| u64::from_str_radix(range.split_once('-')?.0, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// A private copy of `binary` (a new inode), so an all-processes uprobe of one test never fires in the
 /// processes of another test running in parallel.
 pub fn private_copy(binary: &Path, dir: &Path) -> PathBuf {

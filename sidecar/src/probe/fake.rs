@@ -3,8 +3,9 @@
 //!
 //! It is a test double of OUR trait, with the kernel's semantics where the session relies on them: a call
 //! counts once per link whose file, offset and scope match; counters are monotonic and `take_counts`
-//! returns increments; a first-seen event is sent once per cookie until re-armed. The real kernel path is
-//! tested as root in tests/observe.rs.
+//! returns increments; a first-seen event is sent once per cookie until re-armed; an external-callers-only
+//! point does not count calls from its own object and reports its internal-call budget once. The real kernel
+//! path is tested as root in tests/observe.rs and bpf/tests/caller_filter.rs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,9 @@ pub struct FakeKernel {
     totals: Vec<u64>,
     taken: Vec<u64>,
     seen: Vec<bool>,
+    internal: Vec<u32>,
+    /// `LoadOptions::internal_call_budget` (0: never reported).
+    pub internal_budget: u32,
     events: VecDeque<FirstSeen>,
     /// Attach to these targets fails as if the process had exited.
     pub refuse: BTreeSet<PathBuf>,
@@ -46,6 +50,8 @@ impl FakeKernel {
             totals: vec![0; n],
             taken: vec![0; n],
             seen: vec![false; n],
+            internal: vec![0; n],
+            internal_budget: 0,
             events: VecDeque::new(),
             refuse: BTreeSet::new(),
             unprobeable: BTreeSet::new(),
@@ -55,28 +61,55 @@ impl FakeKernel {
         }
     }
 
-    /// `n` calls by process `pid` of the function at `offset` of the file opened as `target`. Returns how
-    /// many of them trapped (were counted by some link).
+    /// `n` calls by process `pid`, from another file, of the function at `offset` of the file opened as
+    /// `target`. Returns how many of them trapped (were counted by some link).
     pub fn call(&mut self, target: &Path, pid: u32, offset: u64, n: u64) -> u64 {
+        self.calls(target, pid, offset, n, false)
+    }
+
+    /// Like [`call`](Self::call), but made from code of the function's own object: external-callers-only
+    /// points do not count them. Returns how many trapped (counted or not).
+    pub fn call_internal(&mut self, target: &Path, pid: u32, offset: u64, n: u64) -> u64 {
+        self.calls(target, pid, offset, n, true)
+    }
+
+    fn calls(&mut self, target: &Path, pid: u32, offset: u64, n: u64, internal: bool) -> u64 {
         let mut trapped = 0;
-        let hits: Vec<u32> = self
+        let hits: Vec<AttachPoint> = self
             .links
             .values()
             .filter(|link| link.target == target)
             .filter(|link| {
                 matches!(link.scope, Scope::AllProcesses) || link.scope == Scope::OneProcess(pid)
             })
-            .flat_map(|link| {
-                link.points
-                    .iter()
-                    .filter(|p| p.offset == offset)
-                    .map(|p| p.cookie)
-            })
+            .flat_map(|link| link.points.iter().filter(|p| p.offset == offset).copied())
             .collect();
-        for cookie in hits {
+        for point in hits {
+            let cookie = point.counter();
             let index = cookie as usize;
-            self.totals[index] += n;
             trapped = n;
+            if internal && point.counts_external_callers_only() {
+                let before = self.internal[index];
+                self.internal[index] = before.saturating_add(n.try_into().unwrap_or(u32::MAX));
+                let budget = self.internal_budget;
+                if budget > 0
+                    && before < budget
+                    && self.internal[index] >= budget
+                    && !self.seen[index]
+                {
+                    self.seen[index] = true;
+                    self.events.push_back(FirstSeen {
+                        pid,
+                        tid: pid,
+                        host_pid: pid,
+                        cookie,
+                        ktime_ns: 0,
+                        internal_budget_reached: true,
+                    });
+                }
+                continue;
+            }
+            self.totals[index] += n;
             if n > 0 && !self.seen[index] {
                 self.seen[index] = true;
                 self.events.push_back(FirstSeen {
@@ -85,6 +118,7 @@ impl FakeKernel {
                     host_pid: pid,
                     cookie,
                     ktime_ns: 0,
+                    internal_budget_reached: false,
                 });
             }
         }
@@ -104,6 +138,7 @@ impl FakeKernel {
     }
 
     fn check(&self, cookie: u32) -> Result<usize, BpfError> {
+        let cookie = cookie & !AttachPoint::EXTERNAL_CALLERS_ONLY;
         let max_probes = self.totals.len() as u32;
         if cookie >= max_probes {
             return Err(BpfError::CookieOutOfRange { cookie, max_probes });
@@ -141,7 +176,7 @@ impl ProbeBackend for FakeKernel {
             return self.attach(target, points, scope);
         }
         for point in points {
-            self.check(point.cookie)?;
+            self.check(point.counter())?;
             if self.unprobeable.contains(&point.offset) {
                 return Err(BpfError::OffsetBeyondFile {
                     path: target.to_path_buf(),
@@ -197,6 +232,7 @@ impl ProbeBackend for FakeKernel {
         for &cookie in cookies {
             let i = self.check(cookie)?;
             self.seen[i] = false;
+            self.internal[i] = 0;
         }
         Ok(())
     }

@@ -7,6 +7,14 @@
 //! - [`Mode::Coverage`]: a function seen in the current window stops trapping (its file's link is re-linked
 //!   without it) and everything is re-armed by [`Session::rearm`] when the next window starts, so hot
 //!   functions cost nothing in steady state. Counts are lower bounds (`lowerBound: true`).
+//!
+//! A function start that only a watch scope asks for (no expected path declares any symbol there) in a
+//! library is attached [`AttachPoint::external_callers_only`]: the kernel does not count the calls the
+//! library makes to its own exported functions, so what is counted there is a call from another object,
+//! which is what an unexpected symbol means (docs/contracts/verification.md, section 8). Declared starts
+//! count every call, as before. In coverage mode such a start that its own library keeps calling is
+//! reported after [`linkguard_bpf::LoadOptions::internal_call_budget`] internal calls and stops trapping
+//! until the next window, like a function seen.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -66,7 +74,9 @@ struct FileState<L> {
     target: TargetIndex,
     open_path: PathBuf,
     build_id: Option<Arc<str>>,
-    /// Every function start of the file, with its cookie.
+    /// Every function start of the file, with its cookie (flagged
+    /// [`AttachPoint::EXTERNAL_CALLERS_ONLY`] for watch-only starts; maps below are keyed by
+    /// [`AttachPoint::counter`]).
     points: Vec<AttachPoint>,
     /// Cookie -> indexes into the target's symbols (aliases share one start).
     symbols: HashMap<u32, Vec<usize>>,
@@ -256,10 +266,22 @@ impl<B: ProbeBackend> Session<B> {
             process.files.insert(file, state);
             return AttachOutcome::Nothing;
         };
+        // In a library, a start no path declares is only watched: count calls from other objects only.
+        // An executable's own watched functions (static and Go binaries) have no other object calling
+        // them, so there every call counts.
+        let library = !targets.entrypoints().contains(&target_file.binary.path);
         for (point, cookie) in planned.iter().zip(&cookies) {
-            state.points.push(AttachPoint {
-                offset: point.offset,
-                cookie: *cookie,
+            let watched_only = !point
+                .symbols
+                .iter()
+                .any(|&i| target_file.symbols.get(i).is_some_and(|s| s.declared));
+            state.points.push(if library && watched_only {
+                AttachPoint::external_callers_only(point.offset, *cookie)
+            } else {
+                AttachPoint {
+                    offset: point.offset,
+                    cookie: *cookie,
+                }
             });
             state.symbols.insert(*cookie, point.symbols.clone());
         }
@@ -278,7 +300,7 @@ impl<B: ProbeBackend> Session<B> {
                     &refusal,
                 ) {
                     Ok((links, good, bad)) => {
-                        let failed: Vec<u32> = bad.iter().map(|(p, _)| p.cookie).collect();
+                        let failed: Vec<u32> = bad.iter().map(|(p, _)| p.counter()).collect();
                         let keys = unprobeable_keys(&process.key, target_file, &state, &bad);
                         warn!(pid, binary = %target_file.binary.path, functions = bad.len(), "functions the kernel cannot probe");
                         report(&mut self.aggregator, process, keys);
@@ -302,7 +324,7 @@ impl<B: ProbeBackend> Session<B> {
             Ok(links) => {
                 info!(pid = process.key.pid, binary = %target_file.binary.path, functions = state.points.len(), path = %open_path.display(), "attached");
                 for point in &state.points {
-                    self.owners.insert(point.cookie, (pid, file));
+                    self.owners.insert(point.counter(), (pid, file));
                 }
                 state.armed = state.points.clone();
                 state.links = links;
@@ -311,7 +333,8 @@ impl<B: ProbeBackend> Session<B> {
                 AttachOutcome::Attached { points }
             }
             Err(err) => {
-                self.cookies.free(state.points.iter().map(|p| p.cookie));
+                self.cookies
+                    .free(state.points.iter().map(AttachPoint::counter));
                 AttachOutcome::Failed(err)
             }
         }
@@ -370,7 +393,7 @@ impl<B: ProbeBackend> Session<B> {
         let cookies: Vec<u32> = process
             .files
             .values()
-            .flat_map(|f| f.points.iter().map(|p| p.cookie))
+            .flat_map(|f| f.points.iter().map(AttachPoint::counter))
             .collect();
         match self.backend.take_counts(&cookies) {
             Ok(counts) => {
@@ -406,12 +429,16 @@ impl<B: ProbeBackend> Session<B> {
     }
 
     fn handle_first_seen(&mut self) {
-        let seen: BTreeSet<u32> = self
-            .backend
-            .drain_first_seen(usize::MAX)
-            .into_iter()
-            .map(|e| e.cookie)
-            .collect();
+        let events = self.backend.drain_first_seen(usize::MAX);
+        // A watch-only start its own library keeps calling is disarmed like a seen one (see the module doc).
+        let budget = events.iter().filter(|e| e.internal_budget_reached).count();
+        if budget > 0 {
+            debug!(
+                functions = budget,
+                "watched functions called only from inside their own library: not trapped until the next window"
+            );
+        }
+        let seen: BTreeSet<u32> = events.into_iter().map(|e| e.cookie).collect();
         if !seen.is_empty() && self.mode == Mode::Coverage {
             self.stop_trapping(&seen);
         }
@@ -434,7 +461,7 @@ impl<B: ProbeBackend> Session<B> {
                 continue;
             };
             let before = state.armed.len();
-            state.armed.retain(|p| !cookies.contains(&p.cookie));
+            state.armed.retain(|p| !cookies.contains(&p.counter()));
             if state.armed.len() == before {
                 continue;
             }
@@ -451,7 +478,7 @@ impl<B: ProbeBackend> Session<B> {
         let backend = &mut self.backend;
         for (pid, process) in &mut self.processes {
             for state in process.files.values_mut().filter(|s| !s.points.is_empty()) {
-                let cookies: Vec<u32> = state.points.iter().map(|p| p.cookie).collect();
+                let cookies: Vec<u32> = state.points.iter().map(AttachPoint::counter).collect();
                 if let Err(err) = backend.reset_first_seen(&cookies) {
                     warn!(pid, %err, "re-arming first-seen events failed");
                 }
@@ -643,7 +670,7 @@ fn unprobeable_keys<L>(
         .flat_map(|(point, detail)| {
             let symbols = state
                 .symbols
-                .get(&point.cookie)
+                .get(&point.counter())
                 .cloned()
                 .unwrap_or_default();
             failure_keys(

@@ -413,3 +413,138 @@ fn functions_the_kernel_refuses_are_reported_and_the_rest_of_the_file_is_attache
         ]
     );
 }
+
+/// The flag of each attached offset of `target` in `pid`: whether it counts external callers only.
+fn external_only(s: &Session<FakeKernel>, target: &std::path::Path) -> Vec<(u64, bool)> {
+    let mut points: Vec<(u64, bool)> = s
+        .backend
+        .links
+        .values()
+        .filter(|l| l.target == target)
+        .flat_map(|l| {
+            l.points
+                .iter()
+                .map(|p| (p.offset, p.counts_external_callers_only()))
+        })
+        .collect();
+    points.sort_unstable();
+    points
+}
+
+#[test]
+fn watched_library_functions_count_calls_from_other_objects_only() {
+    let mut s = session(Mode::Coverage, 64);
+    attach_ssl(&mut s, PID);
+    let target = open_path(PID, SSL);
+    // SSL_connect is declared (counted whoever calls it); SSL_read and SSL_write are only watched.
+    assert_eq!(
+        external_only(&s, &target),
+        [(0x100, false), (0x200, true), (0x300, true)]
+    );
+    // libssl calling its own functions: the declared one counts, the watched ones do not.
+    s.backend.call_internal(&target, PID, 0x100, 2);
+    s.backend.call_internal(&target, PID, 0x300, 50);
+    s.tick();
+    assert_eq!(
+        s.backend.armed(&target, PID),
+        [0x200, 0x300].into(),
+        "an internal call is no first call: SSL_write still traps"
+    );
+    // The app calling SSL_write itself: an unexpected symbol.
+    s.backend.call(&target, PID, 0x300, 1);
+    let records = s.flush(interval()).unwrap();
+    assert_eq!(
+        calls(&records),
+        [
+            (PID - 4000, "SSL_connect".to_owned(), 2, true),
+            (PID - 4000, "SSL_write".to_owned(), 1, true)
+        ]
+    );
+    // The flag survives re-links (coverage mode) and is part of every re-attach.
+    s.rearm();
+    assert_eq!(
+        external_only(&s, &target),
+        [(0x100, false), (0x200, true), (0x300, true)]
+    );
+}
+
+#[test]
+fn a_watched_function_its_library_keeps_calling_stops_trapping_at_the_budget() {
+    let mut s = session(Mode::Coverage, 64);
+    s.backend.internal_budget = 5;
+    attach_ssl(&mut s, PID);
+    let target = open_path(PID, SSL);
+    s.backend.call_internal(&target, PID, 0x200, 4);
+    s.tick();
+    assert_eq!(s.backend.armed(&target, PID), [0x100, 0x200, 0x300].into());
+    s.backend.call_internal(&target, PID, 0x200, 1);
+    s.tick();
+    assert_eq!(
+        s.backend.armed(&target, PID),
+        [0x100, 0x300].into(),
+        "SSL_read reached the budget: not trapped for the rest of the window"
+    );
+    assert!(
+        calls(&s.flush(interval()).unwrap()).is_empty(),
+        "internal calls are never reported as calls"
+    );
+    s.rearm();
+    assert_eq!(s.backend.armed(&target, PID), [0x100, 0x200, 0x300].into());
+    s.backend.call_internal(&target, PID, 0x200, 4);
+    s.tick();
+    assert_eq!(
+        s.backend.armed(&target, PID),
+        [0x100, 0x200, 0x300].into(),
+        "the budget restarts with the window"
+    );
+}
+
+#[test]
+fn an_executables_own_watched_functions_count_every_call() {
+    // A static binary: its own functions are both the declared paths and the watch scope, and nothing
+    // outside it calls them.
+    let mut map = sample_map();
+    map.predicate
+        .watch_scopes
+        .push(crate::function_map::WatchScope {
+            binary: map.predicate.expected_paths[1].calls[0].binary.clone(),
+            purl: None,
+            tags: vec![],
+            symbols: vec!["lg_hot".into(), "lg_watched".into()],
+        });
+    let targets = Targets::from_map(&map, true);
+    let mut s = Session::new(
+        FakeKernel::new(64),
+        Arc::new(targets),
+        Mode::Coverage,
+        Origin::default(),
+        1000,
+    );
+    s.add_process(&process(PID));
+    let index = s.targets().index_of(APP).unwrap();
+    let plan = FilePlan::Probe {
+        build_id: Some("bb22".into()),
+        points: vec![
+            PlannedPoint {
+                offset: 0x10,
+                symbols: vec![0],
+            },
+            PlannedPoint {
+                offset: 0x20,
+                symbols: vec![1],
+            },
+        ],
+        failures: vec![],
+    };
+    let target = open_path(PID, APP);
+    assert!(matches!(
+        s.attach_file(PID, file(9), index, &target, &plan),
+        AttachOutcome::Attached { points: 2 }
+    ));
+    assert_eq!(external_only(&s, &target), [(0x10, false), (0x20, false)]);
+    s.backend.call_internal(&target, PID, 0x20, 3);
+    assert_eq!(
+        calls(&s.flush(interval()).unwrap()),
+        [(PID - 4000, "lg_watched".to_owned(), 3, true)]
+    );
+}
