@@ -253,8 +253,17 @@ impl<B: ProbeBackend> Session<B> {
         }
         let Some(cookies) = self.cookies.alloc(planned.len()) else {
             let detail = format!(
-                "cookie table full ({} probes): raise --max-probes",
-                self.cookies.capacity()
+                "probe table full (all {} in use, {} more needed): raise the maximum \
+                 (`observe --max-probes`, sidecar `probe.maxProbes`)",
+                self.cookies.capacity(),
+                planned.len()
+            );
+            tracing::warn!(
+                pid = process.key.pid,
+                file = %target_file.binary.path,
+                needed = planned.len(),
+                capacity = self.cookies.capacity(),
+                "{detail}"
             );
             let keys = vec![whole_file_key(
                 &process.key,
