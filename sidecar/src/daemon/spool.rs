@@ -406,7 +406,9 @@ impl Spool {
             }
         };
         if let Some(error) = refused {
-            state.full = true;
+            // `full` is what the metric and the alert say: no room. Other write errors refuse the
+            // report too (and the chain declares it missed), but are not "full".
+            state.full = matches!(error, SpoolError::Full { .. } | SpoolError::DiskFull { .. });
             state.refused += 1;
             drop(state);
             tracing::error!(%error, sequence = link.sequence, "report not kept");

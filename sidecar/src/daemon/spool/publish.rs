@@ -229,8 +229,19 @@ impl Publisher {
             let bytes = match spool.read(&entry) {
                 Ok(bytes) => bytes,
                 Err(e) => {
-                    out.last_error = Some(e);
-                    break;
+                    // An entry that cannot be read (or is gone) would hold back every later report until
+                    // a restart: set it aside (kept in quarantine when it still exists), which leaves a
+                    // gap that verify-chain names.
+                    tracing::error!(sequence = entry.sequence, error = %e,
+                        "spooled report unreadable; set aside, pushing the next ones");
+                    if entry.path.exists()
+                        && let Err(moved) = chain::quarantine(spool.dir(), &entry.path)
+                    {
+                        out.last_error = Some(moved.into());
+                        break;
+                    }
+                    spool.forget(&entry);
+                    continue;
                 }
             };
             if chain::bundle_digest(&bytes) != entry.digest {

@@ -618,3 +618,37 @@ fn a_backlog_longer_than_the_push_timeout_drains_in_one_round() {
         .unwrap();
     assert_eq!(listed.len(), backlog + 2);
 }
+
+/// An entry that vanished from the spool (or cannot be read) is set aside: the reports after it are
+/// still pushed, in order, and the gap it leaves is the chain's to name.
+#[test]
+fn an_unreadable_entry_does_not_hold_back_the_ones_after_it() {
+    let test = "an_unreadable_entry_does_not_hold_back_the_ones_after_it";
+    let Some(registry) = DockerRegistry::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let (spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let (mut chain, _) = spool.open_chain("pod").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let digest = rt.block_on(registry.push_image());
+    let subject: Reference = format!("{}/app@{}", registry.addr, digest.as_str())
+        .parse()
+        .unwrap();
+    for _ in 0..3 {
+        produce(&spool, &mut chain, &key).unwrap();
+    }
+    let pending = spool.pending();
+    assert_eq!(pending.len(), 3);
+    std::fs::remove_file(&pending[0].path).unwrap();
+    let mut publisher = Publisher::new(one_attempt_client(), subject, BackoffPolicy::default());
+    let out = rt.block_on(publisher.drain(&spool));
+    assert!(out.last_error.is_none(), "{:?}", out.last_error);
+    let sequences: Vec<u64> = out.pushed.iter().map(|p| p.sequence).collect();
+    assert_eq!(sequences, [2, 3]);
+    assert!(spool.pending().is_empty());
+}
