@@ -425,6 +425,34 @@ fn round_trip(rt: &tokio::runtime::Runtime, source: &Registry, target: &Registry
         1,
         "is not a report",
     );
+    // Unpinned, it still verifies, but warns that the image is only what the bundle names.
+    assert!(
+        stderr(&out_unpinned(&tar, &pubkey)).contains("warning: the image was not pinned"),
+        "no warning without --image"
+    );
+    // Pinned with --image: the right digest (or the exact ref.name) passes, without the warning.
+    let pinned_ref = format!("{}/app@{}", source.addr, src.index);
+    for image in [pinned_ref.as_str(), src.image.as_str()] {
+        let out = ok(&[
+            "reports",
+            "verify",
+            "--bundle",
+            s(&tar),
+            "--image",
+            image,
+            "--key",
+            s(&pubkey),
+        ]);
+        assert!(
+            stdout(&out).contains(&format!("OK: report {}", src.reports[1])),
+            "{}",
+            stdout(&out)
+        );
+        assert!(!stderr(&out).contains("not pinned"), "{}", stderr(&out));
+    }
+    // Another image's digest, or another name, is refused (exit 1) naming both.
+    let other = Digest::of(b"another image");
+    let other_ref = format!("{}/app@{other}", source.addr);
     fails(
         &[
             "reports",
@@ -432,13 +460,37 @@ fn round_trip(rt: &tokio::runtime::Runtime, source: &Registry, target: &Registry
             "--bundle",
             s(&tar),
             "--image",
-            &src.image,
+            &other_ref,
             "--key",
             s(&pubkey),
         ],
-        2,
-        "cannot be used with",
+        1,
+        &format!(
+            "pins {other}, but the bundle {} is of {}",
+            s(&tar),
+            src.image
+        ),
     );
+    let other_name = format!("{}/other:v1", source.addr);
+    fails(
+        &[
+            "reports",
+            "verify",
+            "--bundle",
+            s(&tar),
+            "--image",
+            &other_name,
+            "--key",
+            s(&pubkey),
+        ],
+        1,
+        &format!("--image {other_name}, but the bundle"),
+    );
+}
+
+/// `reports verify --bundle TAR --key PUB`, without --image; must succeed.
+fn out_unpinned(tar: &Path, pubkey: &Path) -> Output {
+    ok(&["reports", "verify", "--bundle", s(tar), "--key", s(pubkey)])
 }
 
 /// The digest of the map referrer, through the library (the CLI prints maps, not their digests).

@@ -345,7 +345,9 @@ impl Client {
                 Self::session_key(site, access),
                 Session {
                     authorization,
-                    expires: lifetime.map(|l| Instant::now() + l),
+                    // A lifetime too long to represent never expires in practice; treat it as
+                    // "no expiry" rather than panicking on overflow.
+                    expires: lifetime.and_then(|l| Instant::now().checked_add(l)),
                 },
             );
     }

@@ -119,6 +119,10 @@ pub struct TokenResponse {
 /// Tokens without `expires_in` are valid for 60 seconds (the specification's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever `expires_in` claims (a hostile or buggy token server could
+/// send u64::MAX, which would overflow `Instant + Duration`).
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl TokenResponse {
     /// The token and how long to use it (a little less than its lifetime, so it does not expire
     /// in flight); `None` when the answer holds no token.
@@ -126,7 +130,7 @@ impl TokenResponse {
         let lifetime = self
             .expires_in
             .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs)
-            .max(DEFAULT_TOKEN_LIFETIME);
+            .clamp(DEFAULT_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME);
         let token = self
             .token
             .filter(|t| !t.is_empty())
@@ -138,6 +142,16 @@ impl TokenResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_expires_in_is_clamped() {
+        let reply: TokenResponse =
+            serde_json::from_str(&format!(r#"{{"token":"t","expires_in":{}}}"#, u64::MAX)).unwrap();
+        let (token, lifetime) = reply.token().unwrap();
+        assert_eq!(token, "t");
+        assert!(lifetime <= MAX_TOKEN_LIFETIME);
+        assert!(std::time::Instant::now().checked_add(lifetime).is_some());
+    }
 
     #[test]
     fn parses_distribution_challenges() {

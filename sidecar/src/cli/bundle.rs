@@ -200,10 +200,18 @@ fn run_import(args: &ImportArgs) -> anyhow::Result<ExitCode> {
 /// The report `wanted` (or the newest) of the image a bundle names, read offline. `Ok(Err(reason))`:
 /// nothing usable, or the bundle was refused (altered, incomplete, unsafe); `Err`: the file cannot be
 /// read.
+/// With `pinned` (`--image REF`), the bundle must be of that image: its manifest digest must be REF's
+/// digest when REF has one, else its ref.name must be REF exactly. Without it the image is whatever
+/// the bundle names, and a warning says so.
 pub(super) fn fetch_report(
     bundle: &Path,
     wanted: Option<&str>,
+    pinned: Option<&str>,
 ) -> anyhow::Result<Result<FetchedReport, String>> {
+    let pinned_digest: Option<Option<Digest>> = match pinned {
+        Some(r) => Some(parse_ref("--image", r)?.digest().cloned()),
+        None => None,
+    };
     let wanted: Option<Digest> = match wanted {
         Some(d) => Some(
             d.parse()
@@ -221,6 +229,27 @@ pub(super) fn fetch_report(
     };
     let image = layout.image_digest()?;
     let subject = format!("{} ({image}, from {})", layout.ref_name(), bundle.display());
+    match (pinned, pinned_digest) {
+        (Some(r), Some(Some(d))) if d != image => {
+            return Ok(Err(format!(
+                "--image {r} pins {d}, but the bundle {} is of {} ({image})",
+                bundle.display(),
+                layout.ref_name()
+            )));
+        }
+        (Some(r), Some(None)) if r != layout.ref_name() => {
+            return Ok(Err(format!(
+                "--image {r}, but the bundle {} is of {} ({image}); pass --image NAME@sha256:HEX to pin by digest",
+                bundle.display(),
+                layout.ref_name()
+            )));
+        }
+        (Some(_), _) => {}
+        (None, _) => eprintln!(
+            "warning: the image was not pinned: verifying against {} as named by the bundle itself; pass --image REF to pin it",
+            layout.ref_name()
+        ),
+    }
     let referrers = layout.referrers(&image);
     let mut reports: Vec<Descriptor> = referrers
         .iter()

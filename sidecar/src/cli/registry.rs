@@ -121,17 +121,15 @@ pub struct ReportsPullArgs {
     after_help = "Exit status: 0 the report is signed by KEY and its subject is the image's digest, \
                   1 it is not (or there is no report), 2 bad input or registry errors.\n\n\
                   Examples:\n  linkguard reports verify --image registry.example/app:v1 --key signing.pub\n  \
-                  # offline, from `linkguard bundle export`: the image is the one the bundle names\n  \
-                  linkguard reports verify --bundle app-v1.tar --key signing.pub"
+                  # offline, from `linkguard bundle export`, pinned to the expected image\n  \
+                  linkguard reports verify --bundle app-v1.tar --image registry.example/app@sha256:HEX --key signing.pub\n\n\
+                  With --bundle, --image REF pins the image: the bundle's image digest must be REF's digest \
+                  (when REF has one), else the bundle's ref.name must be REF exactly. Without --image the \
+                  image is whatever the bundle names (a warning says so)."
 )]
 pub struct ReportsVerifyArgs {
-    /// The image whose report is verified.
-    #[arg(
-        long,
-        value_name = "REF",
-        required_unless_present = "bundle",
-        conflicts_with = "bundle"
-    )]
+    /// The image whose report is verified; with --bundle, the image the bundle must be of.
+    #[arg(long, value_name = "REF", required_unless_present = "bundle")]
     image: Option<String>,
     /// Verify offline from a bundle (`linkguard bundle export`, tar or tar.gz) instead of a registry.
     #[arg(long, value_name = "FILE.tar")]
@@ -663,7 +661,9 @@ fn run_reports_verify(args: &ReportsVerifyArgs) -> anyhow::Result<ExitCode> {
     let key = VerifyingKey::from_pem_file(&args.key)
         .with_context(|| format!("reading the public key {}", args.key.display()))?;
     let fetched = match (&args.bundle, &args.image) {
-        (Some(bundle), _) => super::bundle::fetch_report(bundle, args.digest.as_deref())?,
+        (Some(bundle), image) => {
+            super::bundle::fetch_report(bundle, args.digest.as_deref(), image.as_deref())?
+        }
         (None, Some(image)) => fetch_report(image, args.digest.as_deref(), &args.registry)?,
         (None, None) => anyhow::bail!("pass --image REF, or --bundle FILE to verify offline"),
     };

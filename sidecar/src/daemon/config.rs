@@ -533,6 +533,22 @@ impl Config {
                 self.shutdown.deadline_seconds,
                 3_600,
             ),
+            // These become Durations added to Instants: unbounded, they would overflow (panic).
+            (
+                "registry.timeoutSeconds",
+                self.registry.timeout_seconds,
+                3_600,
+            ),
+            (
+                "probe.attachTimeoutSeconds",
+                self.probe.attach_timeout_seconds,
+                86_400,
+            ),
+            (
+                "functionMap.pullRetrySeconds",
+                self.function_map.pull_retry_seconds,
+                86_400,
+            ),
         ];
         for (key, value, max) in at_most {
             if value > max {

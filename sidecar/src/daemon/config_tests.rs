@@ -322,6 +322,18 @@ fn every_validation_error_names_its_key() {
             "verify: { windowSeconds: 0 }",
             "verify.windowSeconds: must be > 0",
         ),
+        (
+            "registry: { timeoutSeconds: 18446744073709551615 }",
+            "registry.timeoutSeconds: must be <= 3600",
+        ),
+        (
+            "probe: { attachTimeoutSeconds: 86401 }",
+            "probe.attachTimeoutSeconds: must be <= 86400",
+        ),
+        (
+            "functionMap: { pullRetrySeconds: 86401 }",
+            "functionMap.pullRetrySeconds: must be <= 86400",
+        ),
         ("signing: { key: '' }", "signing.key: must not be empty"),
         (
             "signing: { passwordEnv: '' }",

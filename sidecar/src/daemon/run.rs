@@ -515,7 +515,9 @@ impl Daemon {
             .verify
             .window_seconds
             .unwrap_or(map.map.predicate.coverage.window_seconds)
-            .max(1)
+            // The map's window is not bounded by validation: clamp it (as verify.windowSeconds is)
+            // so `Instant::now() + rearm_every` cannot overflow.
+            .clamp(1, 86_400 * 31)
     }
 
     /// The steady state, until shutdown.
