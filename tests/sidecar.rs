@@ -536,7 +536,11 @@ fn the_sidecar_probes_the_app_and_pushes_signed_reports_until_sigterm() {
         "pushed in chain order"
     );
     assert_eq!(listed.len(), pushed.len(), "{listed:?}");
-    let latest_file = dir.path().join("state").join("latest-report.json");
+    let latest_file = dir
+        .path()
+        .join("state")
+        .join("observations")
+        .join("latest-report.json");
     assert_eq!(
         statement_of(&std::fs::read(&latest_file).unwrap())["predicate"]["sequence"],
         last

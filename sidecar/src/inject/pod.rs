@@ -345,15 +345,12 @@ fn volumes(config: &SidecarConfig) -> [Value; 5] {
             VOLUME_SIGNING,
             map([("secret", map([("secretName", s(SIGNING_SECRET_NAME))]))]),
         ),
+        // Required: `registry.dockerConfig` names a file in it, and a configured credentials file
+        // that is missing stops the sidecar at startup. A registry without auth uses a Secret holding
+        // `{"auths":{}}`.
         named(
             VOLUME_REGISTRY,
-            map([(
-                "secret",
-                map([
-                    ("secretName", s(REGISTRY_SECRET_NAME)),
-                    ("optional", Value::Bool(true)),
-                ]),
-            )]),
+            map([("secret", map([("secretName", s(REGISTRY_SECRET_NAME))]))]),
         ),
         named(
             VOLUME_OBSERVATIONS,

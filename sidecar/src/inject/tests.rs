@@ -157,6 +157,12 @@ fn deployment_gets_a_native_sidecar_with_the_app_identity() {
             "linkguard-spool"
         ]
     );
+    // The registry Secret is required: registry.dockerConfig names a file in it, and a configured
+    // credentials file that is missing stops the sidecar at startup.
+    assert_eq!(
+        spec["volumes"][2]["secret"],
+        serde_yaml_ng::from_str::<Value>("{secretName: linkguard-registry}").unwrap()
+    );
     // Every mount names a volume of the pod.
     for m in sidecar["volumeMounts"].as_sequence().unwrap() {
         assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m:?}");

@@ -86,13 +86,12 @@ fn to_record_precision(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
-/// Where the latest signed report is kept on disk: `latest-report.json` beside the observations
-/// directory (in its parent), so that it is found next to `observations/` and `spool/`.
+/// Where the latest signed report is kept on disk: `latest-report.json` inside the observations
+/// directory, the one place the sidecar is sure to be able to write (with a read-only root filesystem
+/// only the observations and spool volumes are writable). [`observation_files`] lists the current
+/// observation file and its rotated names only, so the report is never read as observations.
 pub fn latest_report_path(config: &ObservationsConfig) -> PathBuf {
-    match config.directory.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.join("latest-report.json"),
-        _ => config.directory.join("latest-report.json"),
-    }
+    config.directory.join("latest-report.json")
 }
 
 /// A signed report: the bundle bytes exactly as they are spooled and pushed.
@@ -207,6 +206,9 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
+        // The latest report (and its temporary file) share the directory but are not observations.
+        std::fs::write(latest_report_path(&config), b"{}").unwrap();
+        std::fs::write(dir.path().join(".latest-report-x"), b"{}").unwrap();
         let names: Vec<String> = observation_files(&config)
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -301,11 +303,11 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_report_sits_beside_the_observations() {
+    fn the_latest_report_sits_inside_the_observations_directory() {
         let config = ObservationsConfig::default();
         assert_eq!(
             latest_report_path(&config),
-            Path::new("/var/lib/linkguard/latest-report.json")
+            Path::new("/var/lib/linkguard/observations/latest-report.json")
         );
         let relative = ObservationsConfig {
             directory: PathBuf::from("obs"),
