@@ -26,7 +26,7 @@ use super::{EXIT_FAIL, EXIT_OK};
 /// Layer media type of a signed map.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Annotation carrying the push time (RFC 3339); "newest" is decided on it.
-pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+pub use linkguard::daemon::spool::{CREATED_ANNOTATION, sort_newest_first};
 /// Annotation naming a report bundle's predicate type.
 pub const PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 
@@ -269,21 +269,6 @@ fn parse_image(image: &str) -> anyhow::Result<Reference> {
     image
         .parse::<Reference>()
         .with_context(|| format!("--image {image:?} is not an image reference"))
-}
-
-/// Sorts referrers newest first by their created annotation (those without one last), then by digest
-/// so that the order is deterministic.
-pub(super) fn sort_newest_first(entries: &mut [Descriptor]) {
-    let created = |d: &Descriptor| {
-        d.annotations
-            .get(CREATED_ANNOTATION)
-            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-    };
-    entries.sort_by(|a, b| {
-        created(b)
-            .cmp(&created(a))
-            .then_with(|| b.digest.cmp(&a.digest))
-    });
 }
 
 fn now_rfc3339() -> String {

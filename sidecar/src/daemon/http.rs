@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use super::metrics::{self, BpfStats, Metrics};
 
 /// Media type of `/report/latest` (a Sigstore bundle v0.3).
-pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub use crate::attest::BUNDLE_MEDIA_TYPE;
 
 /// Response header carrying the digest (`sha256:<hex>`) of the `/report/latest` body, the same digest
 /// the report has as an OCI layer.

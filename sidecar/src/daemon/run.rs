@@ -707,7 +707,7 @@ impl Daemon {
                 self.conditions.latest.raise(&format_args!(
                     "writing the latest report to {} failed: {err}{}",
                     path.display(),
-                    if cycle::is_disk_full(&err) {
+                    if crate::daemon::spool::is_disk_full(&err) {
                         " (disk full)"
                     } else {
                         ""

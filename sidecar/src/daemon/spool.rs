@@ -48,6 +48,21 @@ use crate::report::REPORT_PREDICATE_TYPE;
 
 /// Annotation carrying the report's creation time (RFC 3339); `reports list` sorts on it.
 pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
+
+/// Sorts referrers (reports, maps) newest first by their [`CREATED_ANNOTATION`] (those without one
+/// last), then by digest so that the order is deterministic.
+pub fn sort_newest_first(entries: &mut [linkguard_oci::Descriptor]) {
+    let created = |d: &linkguard_oci::Descriptor| {
+        d.annotations
+            .get(CREATED_ANNOTATION)
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+    };
+    entries.sort_by(|a, b| {
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| b.digest.cmp(&a.digest))
+    });
+}
 /// Annotation naming a report bundle's predicate type.
 pub const PREDICATE_TYPE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 /// Subdirectory of the spool directory holding the entries.
@@ -166,7 +181,7 @@ impl SpoolError {
 }
 
 /// ENOSPC or EDQUOT.
-fn is_disk_full(e: &std::io::Error) -> bool {
+pub(crate) fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded

@@ -159,11 +159,6 @@ pub fn record_pod(pod: &crate::daemon::config::PodConfig) -> Option<String> {
     }
 }
 
-/// Whether `path` is on a full file system (ENOSPC / EDQUOT).
-pub fn is_disk_full(err: &std::io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
 /// Writes the latest report through a temporary file so readers see the old or the new one whole.
 pub fn write_latest(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;

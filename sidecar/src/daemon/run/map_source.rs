@@ -15,8 +15,6 @@ use crate::function_map::{self, FunctionMap};
 
 /// Layer media type of a signed map (a DSSE envelope), as `linkguard map push --key` writes it.
 pub const DSSE_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
-/// Annotation carrying the push time; the newest map is decided on it.
-pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
 
 /// A map ready to use.
 #[derive(Debug, Clone)]
@@ -168,17 +166,7 @@ pub async fn pull(
         .list_referrers(subject, &filter)
         .await
         .map_err(registry)?;
-    // Newest first by the created annotation (undated last), then by digest: deterministic.
-    let created = |d: &linkguard_oci::Descriptor| {
-        d.annotations
-            .get(CREATED_ANNOTATION)
-            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-    };
-    entries.sort_by(|a, b| {
-        created(b)
-            .cmp(&created(a))
-            .then_with(|| b.digest.cmp(&a.digest))
-    });
+    crate::daemon::spool::sort_newest_first(&mut entries);
     let Some(newest) = entries.first() else {
         return Err(MapProblem::Missing {
             image: subject.to_string(),
